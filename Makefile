@@ -1,0 +1,53 @@
+# aistack: `make run` serves the committed model, `make test` runs the whole suite.
+# Both create the project virtualenv (.venv) and install what they need.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8088
+DATA   ?= ../shared/data
+URL    ?= http://$(HOST):$(PORT)
+
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP     := $(VENV)/.installed-dev
+
+.PHONY: run test lint format train evaluate bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+run: $(RUNTIME_STAMP)
+	$(BIN)/aistack serve --host $(HOST) --port $(PORT)
+
+test: $(DEV_STAMP) lint
+	$(BIN)/python -m pytest
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+train: $(RUNTIME_STAMP)
+	$(BIN)/aistack train xray --data $(DATA)/xray/train --out models/covid19 --version 1
+
+evaluate: $(RUNTIME_STAMP)
+	$(BIN)/aistack evaluate xray --data $(DATA)/xray/test --json-out var/evaluation.json
+
+bench: $(RUNTIME_STAMP)
+	$(BIN)/aistack bench --url $(URL) --images $(DATA)/xray/test --clients 8 \
+		--json-out var/bench.json --plot var/bench.png
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache

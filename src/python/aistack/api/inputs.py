@@ -1,0 +1,67 @@
+"""Get the image bytes out of a request: form field ``b64``, multipart ``file``, or JSON."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from aistack.errors import BadRequest, EmptyInput, InvalidBase64, MissingInput
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+DATA_URL_PREFIX = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
+WHITESPACE = re.compile(r"\s+")
+
+
+class UnsupportedMediaType(BadRequest):
+    status = 415
+    code = "unsupported_media_type"
+
+
+def decode_base64(text: str | bytes) -> bytes:
+    """Standard or URL-safe base64, with or without padding, line breaks or a data: URL."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", errors="replace")
+    text = WHITESPACE.sub("", DATA_URL_PREFIX.sub("", text.strip()))
+    if not text:
+        raise EmptyInput("the base64 image is empty")
+    if "-" in text or "_" in text:
+        text = text.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise InvalidBase64(f"the image is not valid base64: {error}") from error
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def image_from_form(request: Request, max_bytes: int) -> tuple[bytes, dict[str, str]]:
+    """The image from form field ``b64`` or file part ``file``, plus the other text fields."""
+    kind = media_type(request)
+    if kind not in FORM_TYPES:
+        if not kind and not await request.body():
+            raise MissingInput("empty request: send the image as form field 'b64' or file 'file'")
+        raise UnsupportedMediaType(
+            f"content type {kind or 'missing'!r} is not accepted here; send "
+            "application/x-www-form-urlencoded or multipart/form-data"
+        )
+    form = await request.form(max_files=2, max_fields=20, max_part_size=max_bytes)
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    upload = form.get("file")
+    if isinstance(upload, UploadFile):
+        data = await upload.read()
+        if not data:
+            raise EmptyInput("the uploaded file is empty")
+        return data, fields
+    b64 = form.get("b64")
+    if isinstance(b64, UploadFile):
+        b64 = await b64.read()
+    if b64 is None:
+        raise MissingInput("missing image: send form field 'b64' (base64) or file 'file'")
+    return decode_base64(b64), fields

@@ -1,0 +1,1 @@
+"""Image decoding with limits, model-input preprocessing and heatmap overlays (OpenCV)."""

@@ -1,0 +1,1 @@
+"""Inference engines behind one interface: in-process SavedModel now, TF Serving later."""

@@ -1,0 +1,86 @@
+"""In-process engine over the exported SavedModel's ``*_pixels`` signatures.
+
+The signatures are concrete graph functions: loading compiles them once, a warm-up call per
+batch size settles oneDNN kernels, and every request then runs the graph (no Keras
+``predict()``, no eager execution, no retracing).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from aistack.inference.engine import EngineOutput, ModelInfo
+from aistack.xray.export import MODEL_INFO_FILE
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+log = logging.getLogger(__name__)
+
+
+def available_versions(model_dir: Path) -> list[int]:
+    """Integer version folders holding a SavedModel, ascending (TF Serving's rule)."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(
+        int(p.name) for p in model_dir.iterdir()
+        if p.name.isdigit() and (p / "saved_model.pb").is_file()
+    )
+
+
+def resolve_version_dir(model_dir: Path, version: int | None = None) -> Path:
+    versions = available_versions(model_dir)
+    if not versions:
+        raise FileNotFoundError(f"no SavedModel versions under {model_dir}")
+    if version is None:
+        return model_dir / str(versions[-1])
+    if version not in versions:
+        raise FileNotFoundError(f"version {version} not in {model_dir} (have {versions})")
+    return model_dir / str(version)
+
+
+class SavedModelEngine:
+    """Runs the exported model in this process; thread-safe, batch any size."""
+
+    def __init__(self, version_dir: Path, warmup_batch_sizes: tuple[int, ...] = (1, 8)) -> None:
+        import tensorflow as tf  # noqa: PLC0415 - heavy import only where a model is served
+
+        self._tf = tf
+        meta = json.loads((version_dir / MODEL_INFO_FILE).read_text())
+        self.info = ModelInfo(
+            name=meta["name"], version=int(meta["version"]),
+            image_size=int(meta["image_size"]), classes=tuple(meta["classes"]),
+        )
+        self._loaded = tf.saved_model.load(str(version_dir))
+        self._predict = self._loaded.signatures["predict_pixels"]
+        self._gradcam = self._loaded.signatures["gradcam_pixels"]
+        self.warmed_up = False
+        self.warm_up(warmup_batch_sizes)
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, version: int | None = None) -> SavedModelEngine:
+        return cls(resolve_version_dir(model_dir, version))
+
+    def warm_up(self, batch_sizes: tuple[int, ...]) -> None:
+        size = self.info.image_size
+        for batch in batch_sizes:
+            blank = np.zeros((batch, size, size, 1), np.uint8)
+            self.infer(blank, heatmap=False)
+            self.infer(blank, heatmap=True)
+        self.warmed_up = True
+        log.info("model %s v%d warmed up", self.info.name, self.info.version)
+
+    def infer(self, pixels: np.ndarray, heatmap: bool) -> EngineOutput:
+        size = self.info.image_size
+        if pixels.dtype != np.uint8 or pixels.shape[1:] != (size, size, 1):
+            raise ValueError(f"expected uint8 (N, {size}, {size}, 1), got {pixels.dtype} "
+                             f"{pixels.shape}")
+        tensor = self._tf.constant(pixels)
+        if heatmap:
+            out = self._gradcam(pixels=tensor)
+            return EngineOutput(out["probabilities"].numpy(), out["heatmap"].numpy())
+        out = self._predict(pixels=tensor)
+        return EngineOutput(out["probabilities"].numpy(), None)

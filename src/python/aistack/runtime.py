@@ -1,0 +1,83 @@
+"""Wires the core together for the standalone runtime: engine, store, files, service.
+
+The model loads in a background thread so the process answers ``/healthz`` at once and
+``/readyz`` turns ready when the model is warm.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from aistack.config import Settings
+from aistack.errors import NotReady
+from aistack.inference.engine import InferenceEngine
+from aistack.store import PredictionStore
+from aistack.xray.files import FileStore
+from aistack.xray.service import XrayPolicy, XrayService
+
+log = logging.getLogger(__name__)
+
+
+def load_saved_model_engine(settings: Settings) -> InferenceEngine:
+    from aistack.inference.savedmodel import SavedModelEngine  # noqa: PLC0415 - imports TF
+
+    return SavedModelEngine.from_model_dir(settings.model_dir, settings.model_version)
+
+
+class Runtime:
+    def __init__(self, settings: Settings,
+                 engine_factory: Callable[[Settings], InferenceEngine] = load_saved_model_engine
+                 ) -> None:
+        self.settings = settings
+        self.engine_factory = engine_factory
+        self.started_at = time.monotonic()
+        self.ready_after_s: float | None = None
+        self.load_error: str | None = None
+        self.store = PredictionStore(settings.resolved_database_url)
+        self.store.create_schema()
+        self.files = FileStore(settings.var_dir / "static")
+        self._service: XrayService | None = None
+        self._loader: threading.Thread | None = None
+
+    def start_loading(self) -> None:
+        self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
+        self._loader.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        if self._loader is not None:
+            self._loader.join(timeout)
+        return self._service is not None
+
+    def _load(self) -> None:
+        try:
+            engine = self.engine_factory(self.settings)
+        except Exception as error:  # reported by /readyz, not a crash
+            log.exception("model failed to load")
+            self.load_error = f"{type(error).__name__}: {error}"
+            return
+        policy = XrayPolicy(
+            max_pixels=self.settings.max_pixels,
+            covid_threshold=self.settings.covid_threshold,
+            heatmap_alpha=self.settings.heatmap_alpha,
+        )
+        self._service = XrayService(engine, self.store, self.files, policy)
+        self.ready_after_s = round(time.monotonic() - self.started_at, 2)
+        log.info("ready after %.2f s", self.ready_after_s)
+
+    @property
+    def ready(self) -> bool:
+        return self._service is not None
+
+    @property
+    def service(self) -> XrayService:
+        if self._service is None:
+            if self.load_error:
+                raise NotReady(f"model failed to load: {self.load_error}")
+            raise NotReady("the model is still loading; retry shortly")
+        return self._service
+
+    def close(self) -> None:
+        self.store.close()

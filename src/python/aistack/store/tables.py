@@ -1,0 +1,77 @@
+"""ORM table for predictions, restricted to types that behave the same on SQLite and IRIS."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Boolean, DateTime, Dialect, Float, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes stored as naive UTC.
+
+    Neither SQLite nor IRIS has a ``TIMESTAMP WITH TIME ZONE``; sqlalchemy-iris formats
+    timestamps without an offset. So we normalise to UTC on the way in (refusing naive
+    values, whose zone is unknowable) and re-attach UTC on the way out.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("created_at must be timezone-aware")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class JSONText(TypeDecorator[dict[str, Any]]):
+    """JSON serialised into a bounded ``VARCHAR``.
+
+    IRIS has no native JSON column and sqlalchemy-iris' ``JSON`` support depends on the
+    version; ``Text`` would become an IRIS ``LONGVARCHAR`` stream. Three probabilities fit
+    comfortably in 1024 characters, so a plain ``VARCHAR`` with ``json.dumps`` is the
+    portable choice.
+    """
+
+    impl = String(1024)
+    cache_ok = True
+
+    def process_bind_param(self, value: dict[str, Any] | None, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> dict[str, Any] | None:
+        return None if value is None else json.loads(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PredictionRow(Base):
+    """One served prediction; file columns name files the service wrote, never client names."""
+
+    __tablename__ = "predictions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[int] = mapped_column(Integer)
+    input_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    probabilities: Mapped[dict[str, float]] = mapped_column(JSONText())
+    label: Mapped[str] = mapped_column(String(32))
+    covid_positive: Mapped[bool] = mapped_column(Boolean)
+    threshold: Mapped[float] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    endpoint: Mapped[str] = mapped_column(String(32))
+    image_file: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    heatmap_file: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    overlay_file: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -1,0 +1,1 @@
+"""Chest X-ray classifier: labels, model, training, export, evaluation."""

@@ -1,0 +1,52 @@
+"""Where uploaded images and rendered heatmaps live, under server-generated names.
+
+Names are ``<prediction id>.<ext>``: never derived from user input, one file per request
+(2020 overwrote a single shared file), and old files are swept after ``retention``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+SOURCE = "source"  # uploaded images, as received
+RESULT = "result"  # heatmap blended over the image (v1 `Output_Heatmap`)
+HEATMAP = "heatmap"  # colorized heatmap alone, for overlays drawn by the client
+KINDS = (SOURCE, RESULT, HEATMAP)
+
+
+class FileStore:
+    """A folder per kind below ``root``; served read-only under ``/static/<kind>/``."""
+
+    def __init__(self, root: Path, retention_seconds: float = 7 * 24 * 3600) -> None:
+        self.root = root
+        self.retention_seconds = retention_seconds
+        for kind in KINDS:
+            (root / kind).mkdir(parents=True, exist_ok=True)
+
+    def write(self, kind: str, name: str, data: bytes) -> str:
+        """Write atomically (readers never see half a file); returns the name."""
+        if kind not in KINDS or "/" in name or name.startswith("."):
+            raise ValueError(f"bad file kind or name: {kind}/{name}")
+        folder = self.root / kind
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, folder / name)
+        return name
+
+    def path(self, kind: str, name: str) -> Path:
+        return self.root / kind / name
+
+    def sweep(self, now: float | None = None) -> int:
+        """Delete files older than the retention period; returns how many went."""
+        cutoff = (now if now is not None else time.time()) - self.retention_seconds
+        removed = 0
+        for kind in KINDS:
+            for entry in os.scandir(self.root / kind):
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed

@@ -1,0 +1,125 @@
+"""X-ray prediction use case, free of any web framework: bytes in, a stored record out.
+
+Both runtimes call this: the standalone FastAPI app directly, the IRIS production through
+its business process with a TF Serving engine injected in place of the in-process one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from aistack.imaging.decode import DecodedImage, decode_image
+from aistack.imaging.overlay import blend, colorize_heatmap, encode_jpeg, fit_within
+from aistack.imaging.preprocess import to_grayscale_uint8, to_model_input
+from aistack.inference.engine import InferenceEngine
+from aistack.store import PredictionRecord, PredictionStore
+from aistack.xray.files import HEATMAP, RESULT, SOURCE, FileStore
+from aistack.xray.labels import COVID_INDEX
+
+OVERLAY_MAX_SIDE = 768
+"""Rendered heatmaps are at most this many pixels on their longer side: cheap to encode,
+ample for a screen."""
+
+SWEEP_EVERY = 500
+
+
+@dataclass(frozen=True)
+class XrayPolicy:
+    max_pixels: int
+    covid_threshold: float
+    heatmap_alpha: float
+
+
+def is_covid_positive(probabilities: np.ndarray, threshold: float) -> bool:
+    """The 2020 rule: covid is the top class AND its probability exceeds the threshold."""
+    return int(np.argmax(probabilities)) == COVID_INDEX and float(
+        probabilities[COVID_INDEX]) > threshold
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    image: DecodedImage
+    probabilities: np.ndarray  # (classes,)
+    heatmap: np.ndarray | None  # (h, w) in 0..1
+
+
+def run_model(engine: InferenceEngine, data: bytes, max_pixels: int, heatmap: bool) -> ModelRun:
+    """Decode with limits, preprocess, and run the model once (with Grad-CAM if asked)."""
+    image = decode_image(data, max_pixels)
+    pixels = to_model_input(image.pixels, engine.info.image_size)
+    output = engine.infer(pixels[np.newaxis], heatmap=heatmap)
+    cam = output.heatmaps[0] if output.heatmaps is not None else None
+    return ModelRun(image, output.probabilities[0], cam)
+
+
+def render_heatmaps(image: DecodedImage, cam: np.ndarray, alpha: float,
+                    max_side: int = OVERLAY_MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """(colorized heatmap alone, heatmap blended over the image), at most ``max_side``."""
+    shown = fit_within(to_grayscale_uint8(image.pixels), max_side)
+    height, width = shown.shape[:2]
+    colorized = colorize_heatmap(cam, (width, height))
+    return colorized, blend(shown, colorized, alpha)
+
+
+class XrayService:
+    def __init__(self, engine: InferenceEngine, store: PredictionStore, files: FileStore,
+                 policy: XrayPolicy) -> None:
+        self.engine = engine
+        self.store = store
+        self.files = files
+        self.policy = policy
+        self._count = 0
+
+    def predict(self, data: bytes, heatmap: bool, endpoint: str) -> PredictionRecord:
+        """Decode with limits, run the model once, render and store; raises 4xx errors."""
+        started = time.perf_counter()
+        run = run_model(self.engine, data, self.policy.max_pixels, heatmap)
+        probabilities = run.probabilities
+
+        prediction_id = uuid.uuid4().hex
+        image_file = self.files.write(SOURCE, f"{prediction_id}.{_extension(run.image)}", data)
+        heatmap_file = overlay_file = None
+        if run.heatmap is not None:
+            heatmap_file, overlay_file = self._render(prediction_id, run)
+
+        classes = self.engine.info.classes
+        record = PredictionRecord(
+            id=prediction_id,
+            created_at=datetime.now(UTC),
+            model_name=self.engine.info.name,
+            model_version=self.engine.info.version,
+            input_sha256=hashlib.sha256(data).hexdigest(),
+            probabilities={name: float(p) for name, p in zip(classes, probabilities, strict=True)},
+            label=classes[int(np.argmax(probabilities))],
+            covid_positive=is_covid_positive(probabilities, self.policy.covid_threshold),
+            threshold=self.policy.covid_threshold,
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            endpoint=endpoint,
+            image_file=image_file,
+            heatmap_file=heatmap_file,
+            overlay_file=overlay_file,
+        )
+        self.store.add(record)
+        self._maybe_sweep()
+        return record
+
+    def _render(self, prediction_id: str, run: ModelRun) -> tuple[str, str]:
+        colored, blended = render_heatmaps(run.image, run.heatmap, self.policy.heatmap_alpha)
+        name = f"{prediction_id}.jpg"
+        return (self.files.write(HEATMAP, name, encode_jpeg(colored)),
+                self.files.write(RESULT, name, encode_jpeg(blended)))
+
+    def _maybe_sweep(self) -> None:
+        self._count += 1
+        if self._count % SWEEP_EVERY == 0:
+            self.files.sweep()
+
+
+def _extension(image: DecodedImage) -> str:
+    return "png" if image.format == "PNG" else "jpg"

@@ -1,0 +1,90 @@
+"""The v2 API over a real server: JSON and multipart in, stored predictions out."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import pytest
+
+from aistack.xray.labels import CLASSES
+from tests.api.helpers import b64
+
+PREDICTIONS = "/api/v2/xray/predictions"
+
+
+def test_json_prediction_with_heatmap(live_server, sample_images):
+    data = sample_images["covid"].read_bytes()
+    response = httpx.post(f"{live_server.url}{PREDICTIONS}",
+                          json={"image_b64": b64(data), "heatmap": True})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["label"] in CLASSES
+    assert set(body["probabilities"]) == set(CLASSES)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert body["threshold"] == 0.65
+    assert body["covid_positive"] == (body["label"] == "covid"
+                                      and body["probabilities"]["covid"] > 0.65)
+    assert body["model"] == {"name": "covid19", "version": 1}
+    assert body["latency_ms"] > 0
+    assert body["input_sha256"] == hashlib.sha256(data).hexdigest()
+    for key in ("image_url", "heatmap_url", "overlay_url"):
+        fetched = httpx.get(body[key])
+        assert fetched.status_code == 200, key
+        assert fetched.headers["content-type"].startswith("image/")
+
+
+def test_without_heatmap_no_heatmap_is_rendered(live_server, sample_images):
+    data = sample_images["normal"].read_bytes()
+    body = httpx.post(f"{live_server.url}{PREDICTIONS}",
+                      json={"image_b64": b64(data), "heatmap": False}).json()
+    assert body["heatmap_url"] is None and body["overlay_url"] is None
+    assert body["image_url"] is not None
+
+
+def test_multipart_file_and_heatmap_field(live_server, sample_images):
+    data = sample_images["pneumonia_bac"].read_bytes()
+    response = httpx.post(f"{live_server.url}{PREDICTIONS}",
+                          files={"file": ("a.jpeg", data, "image/jpeg")},
+                          data={"heatmap": "false"})
+    assert response.status_code == 201, response.text
+    assert response.json()["heatmap_url"] is None
+
+
+def test_a_prediction_can_be_read_back_by_id(live_server, sample_images):
+    data = sample_images["covid"].read_bytes()
+    created = httpx.post(f"{live_server.url}{PREDICTIONS}", json={"image_b64": b64(data)}).json()
+    fetched = httpx.get(f"{live_server.url}{PREDICTIONS}/{created['id']}")
+    assert fetched.status_code == 200
+    assert fetched.json() == created
+
+
+def test_unknown_id_is_a_404_json_error(live_server):
+    response = httpx.get(f"{live_server.url}{PREDICTIONS}/does-not-exist")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_the_committed_model_meets_its_goal_end_to_end(live_server, xray_test_dir):
+    """The served model, through the whole service, on the held-out test set (goal: 25/27)."""
+    correct = total = 0
+    for truth in CLASSES:
+        for path in sorted((xray_test_dir / truth).iterdir()):
+            body = httpx.post(f"{live_server.url}{PREDICTIONS}",
+                              json={"image_b64": b64(path.read_bytes()), "heatmap": False},
+                              timeout=30).json()
+            correct += body["label"] == truth
+            total += 1
+    assert total == 27
+    assert correct >= 25
+
+
+def test_health_readiness_and_docs(live_server):
+    assert httpx.get(f"{live_server.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{live_server.url}/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["model"] == {"name": "covid19", "version": 1}
+    assert httpx.get(f"{live_server.url}/docs").status_code == 200
+    paths = httpx.get(f"{live_server.url}/openapi.json").json()["paths"]
+    assert {"/api/v2/xray/predictions", "/covid19/api/v1/predict/heatmap"} <= set(paths)
