@@ -44,8 +44,9 @@ def xray_train_dir() -> Path:
 @pytest.fixture(scope="session")
 def sample_images(xray_test_dir: Path) -> dict[str, Path]:
     """One test image per class."""
-    return {c: sorted((xray_test_dir / c).iterdir())[0]
-            for c in ("covid", "normal", "pneumonia_bac")}
+    return {
+        c: sorted((xray_test_dir / c).iterdir())[0] for c in ("covid", "normal", "pneumonia_bac")
+    }
 
 
 @dataclass
@@ -59,18 +60,33 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(var_dir: Path, env_extra: dict[str, str] | None = None,
-                 timeout_s: float = 90) -> LiveServer:
+def start_server(
+    var_dir: Path, env_extra: dict[str, str] | None = None, timeout_s: float = 90
+) -> LiveServer:
     """`aistack serve` in a subprocess on a free loopback port, returned once ready."""
     port = free_port()
     var_dir.mkdir(parents=True, exist_ok=True)
     log_path = var_dir / "server.log"
-    env = {**os.environ, "AISTACK_VAR_DIR": str(var_dir), "AISTACK_MODEL_DIR": str(MODEL_DIR),
-           **(env_extra or {})}
+    env = {
+        **os.environ,
+        "AISTACK_VAR_DIR": str(var_dir),
+        "AISTACK_MODEL_DIR": str(MODEL_DIR),
+        **(env_extra or {}),
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "aistack.cli", "serve", "--port", str(port),
-         "--log-level", "warning"],
-        env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "aistack.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s

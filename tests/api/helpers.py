@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import io
 import struct
 import zlib
 
 import numpy as np
+from PIL import Image
 
 
 def b64(data: bytes) -> str:
@@ -14,22 +16,26 @@ def b64(data: bytes) -> str:
 
 
 def png_declaring(width: int, height: int) -> bytes:
-    """A tiny, well-formed PNG whose header claims ``width``×``height`` pixels."""
+    """A tiny, well-formed PNG whose header claims ``width`` x ``height`` pixels."""
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return (struct.pack(">I", len(payload)) + kind + payload
-                + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(payload))
+            + kind
+            + payload
+            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def gif_bytes() -> bytes:
-    from PIL import Image
-
-    import io
-
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(buffer, format="GIF")
     return buffer.getvalue()

@@ -37,14 +37,23 @@ def truncated_jpeg(sample_images) -> bytes:
 CASES = {
     "missing field": ({"data": {"image": "x"}}, 400, "missing_input"),
     "invalid base64": ({"data": {"b64": "this is not base64!"}}, 400, "invalid_base64"),
-    "not an image": ({"data": {"b64": b64(b"hello, I am text, not an X-ray")}}, 415,
-                     "not_an_image"),
+    "not an image": (
+        {"data": {"b64": b64(b"hello, I am text, not an X-ray")}},
+        415,
+        "not_an_image",
+    ),
     "empty b64": ({"data": {"b64": ""}}, 400, "empty_input"),
     "unsupported format": ({"data": {"b64": b64(gif_bytes())}}, 415, "unsupported_format"),
-    "over the pixel limit": ({"data": {"b64": b64(png_declaring(100_000, 100_000))}}, 413,
-                             "image_too_large"),
-    "wrong content type": ({"content": b"{}", "headers": {"content-type": "text/plain"}}, 415,
-                           "unsupported_media_type"),
+    "over the pixel limit": (
+        {"data": {"b64": b64(png_declaring(100_000, 100_000))}},
+        413,
+        "image_too_large",
+    ),
+    "wrong content type": (
+        {"content": b"{}", "headers": {"content-type": "text/plain"}},
+        415,
+        "unsupported_media_type",
+    ),
     "empty body": ({"content": b""}, 400, "missing_input"),
 }
 
@@ -56,15 +65,19 @@ def test_v1_bad_input(live_server, still_serving, case):
 
 
 def test_truncated_image(live_server, still_serving, sample_images):
-    response = httpx.post(f"{live_server.url}{V1}",
-                          data={"b64": b64(truncated_jpeg(sample_images))})
+    response = httpx.post(
+        f"{live_server.url}{V1}", data={"b64": b64(truncated_jpeg(sample_images))}
+    )
     assert_error(response, 422, "corrupt_image")
 
 
 def test_body_over_the_limit_is_refused_before_reading(live_server, still_serving):
     body = b"b64=" + b"A" * (21 * 1024 * 1024)
-    response = httpx.post(f"{live_server.url}{V1}", content=body,
-                          headers={"content-type": "application/x-www-form-urlencoded"})
+    response = httpx.post(
+        f"{live_server.url}{V1}",
+        content=body,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert_error(response, 413, "payload_too_large")
 
 
@@ -73,23 +86,32 @@ def test_chunked_body_over_the_limit_is_cut_off(live_server, still_serving):
         for _ in range(22):
             yield b"A" * (1024 * 1024)
 
-    response = httpx.post(f"{live_server.url}{V2}", content=chunks(),
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{live_server.url}{V2}", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert_error(response, 413, "payload_too_large")
 
 
 V2_CASES = {
     "missing image_b64": ({"json": {"heatmap": True}}, 400, "missing_input"),
-    "invalid json": ({"content": b"{not json", "headers": {"content-type": "application/json"}},
-                     400, "bad_request"),
+    "invalid json": (
+        {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        400,
+        "bad_request",
+    ),
     "invalid base64": ({"json": {"image_b64": "%%%"}}, 400, "invalid_base64"),
     "not an image": ({"json": {"image_b64": b64(b"plain text")}}, 415, "not_an_image"),
-    "empty multipart file": ({"files": {"file": ("a.png", b"", "image/png")}}, 400,
-                             "empty_input"),
-    "bad heatmap flag": ({"files": {"file": ("a.png", b"x", "image/png")},
-                          "data": {"heatmap": "maybe"}}, 400, "bad_request"),
-    "empty body": ({"content": b"", "headers": {"content-type": "application/json"}}, 400,
-                   "missing_input"),
+    "empty multipart file": ({"files": {"file": ("a.png", b"", "image/png")}}, 400, "empty_input"),
+    "bad heatmap flag": (
+        {"files": {"file": ("a.png", b"x", "image/png")}, "data": {"heatmap": "maybe"}},
+        400,
+        "bad_request",
+    ),
+    "empty body": (
+        {"content": b"", "headers": {"content-type": "application/json"}},
+        400,
+        "missing_input",
+    ),
 }
 
 

@@ -31,12 +31,18 @@ def test_healthcheck_text_is_the_2020_json_string(live_server, method):
 def test_the_2020_notebook_client_works_unchanged(live_server, sample_images):
     """Exactly what the 2020 notebook did: requests.post(data={'b64': base64 bytes})."""
     path = sample_images["covid"]
-    response = requests.post(f"{live_server.url}{PREDICT}",
-                             data={"b64": base64.b64encode(open(path, "rb").read())}, timeout=30)
+    response = requests.post(
+        f"{live_server.url}{PREDICT}",
+        data={"b64": base64.b64encode(open(path, "rb").read())},  # noqa: SIM115
+        timeout=30,
+    )
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"model_name", "X-Ray_Classification_Result",
-                         "X-Ray_Classfication_Raw_Result"}
+    assert set(body) == {
+        "model_name",
+        "X-Ray_Classification_Result",
+        "X-Ray_Classfication_Raw_Result",
+    }
     raw = body["X-Ray_Classfication_Raw_Result"]
     assert len(raw) == 1 and len(raw[0]) == 3
     assert sum(raw[0]) == pytest.approx(1.0, abs=1e-4)
@@ -60,13 +66,19 @@ def test_predict_accepts_every_documented_form(live_server, sample_images, varia
 def test_heatmap_answer_has_the_2020_keys_and_fetchable_urls(live_server, sample_images):
     path = sample_images["covid"]
     data = path.read_bytes()
-    response = requests.post(f"{live_server.url}{HEATMAP}",
-                             data={"b64": base64.b64encode(data)}, timeout=30)
+    response = requests.post(
+        f"{live_server.url}{HEATMAP}", data={"b64": base64.b64encode(data)}, timeout=30
+    )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"model_name", "X-Ray_Classification_Result",
-                         "X-Ray_Classification_Covid19_Probability",
-                         "X-Ray_Classfication_Raw_Result", "Input_Image", "Output_Heatmap"}
+    assert set(body) == {
+        "model_name",
+        "X-Ray_Classification_Result",
+        "X-Ray_Classification_Covid19_Probability",
+        "X-Ray_Classfication_Raw_Result",
+        "Input_Image",
+        "Output_Heatmap",
+    }
     raw = body["X-Ray_Classfication_Raw_Result"][0]
     assert body["X-Ray_Classification_Covid19_Probability"] == round(raw[0], 2)
     assert body["X-Ray_Classification_Result"] in HEATMAP_LABELS
@@ -89,14 +101,16 @@ def test_heatmap_answer_has_the_2020_keys_and_fetchable_urls(live_server, sample
 
 def test_every_heatmap_request_gets_its_own_files(live_server, sample_images):
     data = base64.b64encode(sample_images["pneumonia_bac"].read_bytes()).decode()
-    first, second = (httpx.post(f"{live_server.url}{HEATMAP}", data={"b64": data}).json()
-                     for _ in range(2))
+    first, second = (
+        httpx.post(f"{live_server.url}{HEATMAP}", data={"b64": data}).json() for _ in range(2)
+    )
     assert first["Output_Heatmap"] != second["Output_Heatmap"]
     assert first["Input_Image"] != second["Input_Image"]
 
 
 def test_a_trailing_slash_less_predict_is_redirected_not_lost(live_server, sample_images):
     data = base64.b64encode(sample_images["normal"].read_bytes()).decode()
-    response = httpx.post(f"{live_server.url}/covid19/api/v1/predict", data={"b64": data},
-                          follow_redirects=True)
+    response = httpx.post(
+        f"{live_server.url}/covid19/api/v1/predict", data={"b64": data}, follow_redirects=True
+    )
     assert response.status_code == 200

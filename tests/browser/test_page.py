@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 from collections.abc import Iterator
@@ -82,8 +83,9 @@ def percent(text: str) -> float:
 
 def test_page_basics(page) -> None:
     assert page.title() == "aistack — chest X-ray classifier"
-    sync_api.expect(page.get_by_text("Research demonstration — not for diagnosis").first) \
-        .to_be_visible()
+    sync_api.expect(
+        page.get_by_text("Research demonstration — not for diagnosis").first
+    ).to_be_visible()
     assert page.locator("a[href='/docs']").count() >= 1
     file_input = by_id(page, "file-input")
     assert file_input.get_attribute("type") == "file"
@@ -139,6 +141,24 @@ def test_client_rejects_other_file_types(page, tmp_path) -> None:
     by_id(page, "file-input").set_input_files(str(text))
     sync_api.expect(by_id(page, "error")).to_contain_text("not a JPEG or PNG")
     sync_api.expect(by_id(page, "result")).to_be_hidden()
+
+
+def test_drop_on_drop_zone_uploads(page, sample_images) -> None:
+    image = sample_images["normal"]
+    payload = base64.b64encode(image.read_bytes()).decode("ascii")
+    page.evaluate(
+        """([b64, name]) => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, {type: "image/jpeg"}));
+            const zone = document.getElementById("drop-zone");
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true,
+                                                      cancelable: true}));
+        }""",
+        [payload, image.name],
+    )
+    by_id(page, "result").wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
+    assert by_id(page, "label").inner_text().strip() in LABEL_WORDS
 
 
 def test_screenshot_of_result(page, sample_images, tmp_path) -> None:

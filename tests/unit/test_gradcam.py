@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from aistack.xray.export import build_gradcam_function
 from aistack.xray.labels import CLASSES
-from aistack.xray.model import CAM_LAYER, LOGITS_LAYER, build_classifier
+from aistack.xray.model import CAM_LAYER, LOGITS_LAYER, build_classifier, build_ensemble
 
 SIZE = 64
 CAM_SIDE = SIZE // 16  # stride-2 stem, then three 2x poolings
@@ -54,19 +54,29 @@ def images() -> np.ndarray:
     return make_images(6, seed=11)
 
 
+def raw_cams(member: keras.Model, pixels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """relu(sum_k kernel[k, c] * A_k) per image, for the given class of each image."""
+    features_model = keras.Model(member.input, member.get_layer(CAM_LAYER).output)
+    features = np.asarray(features_model(pixels.astype("float32"), training=False), np.float64)
+    kernel = np.asarray(member.get_layer(LOGITS_LAYER).kernel, np.float64)  # (K, classes)
+    return np.stack(
+        [
+            np.maximum(np.tensordot(image_features, kernel[:, c], axes=([-1], [0])), 0.0)
+            for image_features, c in zip(features, classes, strict=True)
+        ]
+    )
+
+
+def normalise(cams: np.ndarray) -> np.ndarray:
+    peaks = cams.max(axis=(1, 2), keepdims=True)
+    return np.divide(cams, peaks, out=np.zeros_like(cams), where=peaks > 0)
+
+
 def closed_form_cam(model: keras.Model, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(top class per image, normalised CAM per image) from the Dense kernel and A."""
-    features_model = keras.Model(model.input, model.get_layer(CAM_LAYER).output)
-    features = np.asarray(features_model(pixels.astype("float32"), training=False), np.float64)
-    kernel = np.asarray(model.get_layer(LOGITS_LAYER).kernel, np.float64)  # (K, classes)
     probabilities = np.asarray(model(pixels.astype("float32"), training=False))
     top = probabilities.argmax(axis=1)
-    cams = []
-    for image_features, c in zip(features, top, strict=True):
-        cam = np.maximum(np.tensordot(image_features, kernel[:, c], axes=([-1], [0])), 0.0)
-        peak = cam.max()
-        cams.append(cam / peak if peak > 0 else cam)
-    return top, np.stack(cams)
+    return top, normalise(raw_cams(model, pixels, top))
 
 
 def test_outputs_probabilities_of_the_model_and_normalised_heatmaps(model, gradcam, images):
@@ -123,19 +133,46 @@ def test_batch_gives_the_same_maps_as_one_image_at_a_time(gradcam):
     together = gradcam(tf.constant(batch))
     for i in range(len(batch)):
         alone = gradcam(tf.constant(batch[i : i + 1]))
-        np.testing.assert_allclose(together["heatmap"].numpy()[i], alone["heatmap"].numpy()[0],
-                                   atol=1e-5)
-        np.testing.assert_allclose(together["probabilities"].numpy()[i],
-                                   alone["probabilities"].numpy()[0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            together["heatmap"].numpy()[i], alone["heatmap"].numpy()[0], atol=1e-5
+        )
+        np.testing.assert_allclose(
+            together["probabilities"].numpy()[i],
+            alone["probabilities"].numpy()[0],
+            rtol=1e-5,
+            atol=1e-6,
+        )
     # The three images really differ, so mixing them up would show.
     maps = together["heatmap"].numpy()
-    assert not np.allclose(maps[0], maps[1], atol=1e-3) or not np.allclose(maps[1], maps[2],
-                                                                         atol=1e-3)
+    assert not np.allclose(maps[0], maps[1], atol=1e-3) or not np.allclose(
+        maps[1], maps[2], atol=1e-3
+    )
 
 
 def test_accepts_uint8_pixels_like_the_signature(gradcam, images):
     """The exported signature feeds uint8; float input of the same values gives the same map."""
     as_uint8 = gradcam(tf.constant(images[:2], dtype=tf.uint8))
     as_float = gradcam(tf.constant(images[:2].astype("float32")))
-    np.testing.assert_allclose(as_uint8["heatmap"].numpy(), as_float["heatmap"].numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(as_uint8["heatmap"].numpy(), as_float["heatmap"].numpy(), atol=1e-6)
+
+
+def test_ensemble_cam_is_the_mean_of_member_cams_for_the_ensemble_class(images):
+    """Members share h*w, so the 1/(h*w) factor cancels in the mean as well."""
+    members = []
+    for seed in (31, 32):
+        keras.utils.set_random_seed(seed)
+        members.append(build_classifier(image_size=SIZE, width=4, name=f"member_{seed}"))
+    ensemble = build_ensemble(members)
+    out = build_gradcam_function(ensemble)(tf.constant(images))
+
+    member_probabilities = [
+        np.asarray(m(images.astype("float32"), training=False)) for m in members
+    ]
+    mean = np.mean(member_probabilities, axis=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), mean, rtol=1e-5, atol=1e-6)
+    top = mean.argmax(axis=1)
+    expected = normalise(np.mean([raw_cams(m, images, top) for m in members], axis=0))
+    np.testing.assert_allclose(out["heatmap"].numpy(), expected, atol=1e-4)
+    # Each member alone explains differently, so the average is really checked.
+    alone = normalise(raw_cams(members[0], images, top))
+    assert not np.allclose(alone, expected, atol=1e-3)

@@ -12,8 +12,11 @@ from rich.console import Console
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="aistack: medical AI models served as dependable services.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="aistack: medical AI models served as dependable services.",
+)
 train_app = typer.Typer(no_args_is_help=True, help="Train a model.")
 evaluate_app = typer.Typer(no_args_is_help=True, help="Evaluate a model on labelled data.")
 app.add_typer(train_app, name="train")
@@ -34,17 +37,25 @@ def serve(
 
     from aistack.api.app import create_app  # noqa: PLC0415
 
-    uvicorn.run(create_app(), host=host, port=port, log_level=log_level,
-                proxy_headers=True, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(),
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
 
 
 @train_app.command("xray")
 def train_xray(
     data: Annotated[Path, typer.Option(help="folder with covid/ normal/ pneumonia_bac/")],
     out: Annotated[Path, typer.Option(help="model base folder (TF Serving layout)")] = (
-        DEFAULT_MODEL_DIR),
+        DEFAULT_MODEL_DIR
+    ),
     version: Annotated[int | None, typer.Option(help="version folder; default next")] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 120,
+    folds: Annotated[int, typer.Option(min=2, help="cross-validation folds = members")] = 5,
     image_size: Annotated[int, typer.Option(min=64)] = 224,
     seed: Annotated[int, typer.Option()] = 2020,
     limit_per_class: Annotated[int | None, typer.Option(help="smoke tests: images/class")] = None,
@@ -58,29 +69,51 @@ def train_xray(
 
     if not data.is_dir():
         raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
-    config = TrainingConfig(epochs=epochs, image_size=image_size, seed=seed,
-                            limit_per_class=limit_per_class)
+    config = TrainingConfig(
+        epochs=epochs,
+        folds=folds,
+        image_size=image_size,
+        seed=seed,
+        limit_per_class=limit_per_class,
+    )
     version = version or (max(available_versions(out), default=0) + 1)
-    with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("epoch {task.completed}"
-                  "/{task.total}"), TextColumn("{task.fields[metrics]}"), TimeRemainingColumn(),
-                  console=console) as progress:
-        task = progress.add_task("train", total=epochs, metrics="loading images")
+    with Progress(
+        TextColumn("[bold]training"),
+        BarColumn(),
+        TextColumn("fold {task.fields[fold]}/{task.fields[folds]} epoch {task.fields[epoch]}"),
+        TextColumn("{task.fields[metrics]}"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(
+            "train", total=epochs * folds, fold=1, folds=folds, epoch=0, metrics="loading images"
+        )
 
-        def report(epoch: int, logs: dict) -> None:
-            metrics = " ".join(f"{k}={logs[k]:.3f}" for k in
-                               ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs)
-            progress.update(task, completed=epoch, metrics=metrics)
+        def report(fold: int, epoch: int, logs: dict) -> None:
+            metrics = " ".join(
+                f"{k}={logs[k]:.3f}"
+                for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                if k in logs
+            )
+            progress.update(
+                task, completed=fold * epochs + epoch, fold=fold + 1, epoch=epoch, metrics=metrics
+            )
 
-        model, result = train(data, config, report)
-    target = export_saved_model(model, out, version, extra_info={"training": {
-        "data": str(data), "best_epoch": result.best_epoch, "val_accuracy": result.val_accuracy,
-        "val_loss": result.val_loss, "train_images": result.train_images,
-        "val_images": result.val_images, "seconds": result.seconds, "seed": seed,
-        "epochs": epochs, "image_size": image_size,
-    }})
-    console.print(f"best epoch {result.best_epoch}: validation accuracy "
-                  f"{result.val_accuracy:.3f} on {result.val_images} images, "
-                  f"loss {result.val_loss:.4f}; trained in {result.seconds:.0f} s")
+        try:
+            model, result = train(data, config, report)
+        except (ValueError, FileNotFoundError) as error:
+            raise typer.BadParameter(str(error)) from error
+    summary = {"data": str(data), **result.summary()}
+    target = export_saved_model(model, out, version, extra_info={"training": summary})
+    for fold in result.folds:
+        console.print(
+            f"fold {fold.fold + 1}: best epoch {fold.best_epoch}, validation accuracy "
+            f"{fold.val_accuracy:.3f} on {fold.val_images} images"
+        )
+    console.print(
+        f"out-of-fold validation accuracy {result.out_of_fold_accuracy:.3f} on "
+        f"{result.images} images; trained in {result.seconds:.0f} s"
+    )
     console.print(f"exported SavedModel to [bold]{target}[/bold]")
 
 
@@ -114,8 +147,9 @@ def evaluate_xray(
 
 @app.command()
 def predict(
-    image: Annotated[Path, typer.Argument(help="a JPEG or PNG chest X-ray", exists=True,
-                                          dir_okay=False)],
+    image: Annotated[
+        Path, typer.Argument(help="a JPEG or PNG chest X-ray", exists=True, dir_okay=False)
+    ],
     heatmap: Annotated[Path | None, typer.Option(help="write the Grad-CAM overlay here")] = None,
     model_dir: Annotated[Path, typer.Option()] = DEFAULT_MODEL_DIR,
     version: Annotated[int | None, typer.Option()] = None,
@@ -135,11 +169,19 @@ def predict(
         console.print(f"[red]{image}: {error.message}[/red]")
         raise typer.Exit(2) from error
     label = engine.info.classes[int(run.probabilities.argmax())]
-    console.print(json.dumps({
-        "image": str(image), "label": label,
-        "probabilities": {c: round(float(p), 4)
-                          for c, p in zip(engine.info.classes, run.probabilities, strict=True)},
-    }, indent=2))
+    console.print(
+        json.dumps(
+            {
+                "image": str(image),
+                "label": label,
+                "probabilities": {
+                    c: round(float(p), 4)
+                    for c, p in zip(engine.info.classes, run.probabilities, strict=True)
+                },
+            },
+            indent=2,
+        )
+    )
     if heatmap is not None and run.heatmap is not None:
         _, blended = render_heatmaps(run.image, run.heatmap, settings.heatmap_alpha)
         if not cv2.imwrite(str(heatmap), blended):
@@ -151,7 +193,8 @@ def predict(
 def bench(
     url: Annotated[str, typer.Option(help="server base URL")] = "http://127.0.0.1:8088",
     images: Annotated[Path, typer.Option(help="folder of images (searched recursively)")] = (
-        Path("../shared/data/xray/test")),
+        Path("../shared/data/xray/test")
+    ),
     clients: Annotated[int, typer.Option(min=1, max=256)] = 8,
     endpoint: Annotated[str, typer.Option(help="v1-heatmap | v1-predict | v2")] = "v1-heatmap",
     json_out: Annotated[Path | None, typer.Option(help="write summary and requests")] = None,

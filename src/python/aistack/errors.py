@@ -63,3 +63,8 @@ class NotFound(AistackError):
 class NotReady(AistackError):
     status = 503
     code = "not_ready"
+
+
+class ServiceBusy(AistackError):
+    status = 503
+    code = "service_busy"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from aistack.config import Settings
 from aistack.errors import NotReady
+from aistack.inference.batcher import MicroBatcher
 from aistack.inference.engine import InferenceEngine
 from aistack.store import PredictionStore
 from aistack.xray.files import FileStore
@@ -22,15 +23,21 @@ log = logging.getLogger(__name__)
 
 
 def load_saved_model_engine(settings: Settings) -> InferenceEngine:
+    """The committed SavedModel in-process, behind the micro-batcher unless batch size is 1."""
     from aistack.inference.savedmodel import SavedModelEngine  # noqa: PLC0415 - imports TF
 
-    return SavedModelEngine.from_model_dir(settings.model_dir, settings.model_version)
+    engine = SavedModelEngine.from_model_dir(settings.model_dir, settings.model_version)
+    if settings.max_batch_size <= 1:
+        return engine
+    return MicroBatcher(engine, settings.max_batch_size, settings.batch_timeout_ms)
 
 
 class Runtime:
-    def __init__(self, settings: Settings,
-                 engine_factory: Callable[[Settings], InferenceEngine] = load_saved_model_engine
-                 ) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine_factory: Callable[[Settings], InferenceEngine] = load_saved_model_engine,
+    ) -> None:
         self.settings = settings
         self.engine_factory = engine_factory
         self.started_at = time.monotonic()

@@ -31,8 +31,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         yield
         runtime.close()
 
-    app = FastAPI(title="aistack", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FastAPI(title="aistack", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -51,11 +50,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         current = get_runtime(request)
         if not current.ready:
             status = "failed" if current.load_error else "loading"
-            return JSONResponse({"status": status, "error": current.load_error},
-                                status_code=503)
+            return JSONResponse({"status": status, "error": current.load_error}, status_code=503)
         info = current.service.engine.info
-        return JSONResponse({"status": "ready", "ready_after_s": current.ready_after_s,
-                             "model": {"name": info.name, "version": info.version}})
+        return JSONResponse(
+            {
+                "status": "ready",
+                "ready_after_s": current.ready_after_s,
+                "model": {"name": info.name, "version": info.version},
+            }
+        )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

@@ -47,8 +47,15 @@ class BodySizeLimit:
         body = json.dumps(
             {"error": {"code": PayloadTooLarge.code, "message": self._message(size)}}
         ).encode()
-        await send({"type": "http.response.start", "status": PayloadTooLarge.status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": PayloadTooLarge.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

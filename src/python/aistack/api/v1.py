@@ -18,10 +18,15 @@ HEALTHCHECK_TEXT = "Covid19 detector API is live!\n\n"
 FORM_BODY = {
     "requestBody": {
         "content": {
-            media: {"schema": {"type": "object", "properties": {
-                "b64": {"type": "string", "description": "base64 of the whole image file"},
-                "file": {"type": "string", "format": "binary"},
-            }}}
+            media: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "b64": {"type": "string", "description": "base64 of the whole image file"},
+                        "file": {"type": "string", "format": "binary"},
+                    },
+                }
+            }
             for media in ("application/x-www-form-urlencoded", "multipart/form-data")
         }
     }

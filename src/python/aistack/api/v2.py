@@ -61,11 +61,16 @@ REQUEST_BODY = {
         "required": True,
         "content": {
             "application/json": {"schema": PredictionRequest.model_json_schema()},
-            "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                               "properties": {
-                "file": {"type": "string", "format": "binary"},
-                "heatmap": {"type": "boolean", "default": True},
-            }}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "heatmap": {"type": "boolean", "default": True},
+                    },
+                }
+            },
         },
     }
 }
@@ -104,41 +109,55 @@ async def _read_request(request: Request, max_bytes: int) -> tuple[bytes, bool]:
         return data, _parse_bool(fields.get("heatmap", "true"))
     if kind != "application/json":
         if not kind and not await request.body():
-            raise MissingInput("empty request: send JSON {\"image_b64\": ...} or multipart file")
+            raise MissingInput('empty request: send JSON {"image_b64": ...} or multipart file')
         raise UnsupportedMediaType(
             f"content type {kind or 'missing'!r} is not accepted; send application/json "
             "or multipart/form-data"
         )
     body = await request.body()
     if not body.strip():
-        raise MissingInput("empty JSON body: send {\"image_b64\": ..., \"heatmap\": true}")
+        raise MissingInput('empty JSON body: send {"image_b64": ..., "heatmap": true}')
     try:
         parsed = PredictionRequest.model_validate(json.loads(body))
     except json.JSONDecodeError as error:
         raise BadRequest(f"the body is not valid JSON: {error}") from error
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
-                             for e in error.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
+        )
         raise MissingInput(problems) from error
     return decode_base64(parsed.image_b64), parsed.heatmap
 
 
-@router.post("/predictions", response_model=Prediction, status_code=201,
-             openapi_extra=REQUEST_BODY,
-             responses={400: {"description": "bad input"}, 413: {"description": "too large"},
-                        415: {"description": "not a JPEG/PNG"}, 503: {"description": "loading"}})
-async def create_prediction(request: Request,
-                            runtime: Runtime = Depends(get_runtime)) -> Prediction:
+@router.post(
+    "/predictions",
+    response_model=Prediction,
+    status_code=201,
+    openapi_extra=REQUEST_BODY,
+    responses={
+        400: {"description": "bad input"},
+        413: {"description": "too large"},
+        415: {"description": "not a JPEG/PNG"},
+        503: {"description": "loading"},
+    },
+)
+async def create_prediction(
+    request: Request, runtime: Runtime = Depends(get_runtime)
+) -> Prediction:
     data, heatmap = await _read_request(request, runtime.settings.max_body_bytes)
     service = runtime.service
     record = await run_in_threadpool(service.predict, data, heatmap, "v2")
     return to_response(request, record)
 
 
-@router.get("/predictions/{prediction_id}", response_model=Prediction,
-            responses={404: {"description": "unknown id"}})
-async def get_prediction(prediction_id: str, request: Request,
-                         runtime: Runtime = Depends(get_runtime)) -> Prediction:
+@router.get(
+    "/predictions/{prediction_id}",
+    response_model=Prediction,
+    responses={404: {"description": "unknown id"}},
+)
+async def get_prediction(
+    prediction_id: str, request: Request, runtime: Runtime = Depends(get_runtime)
+) -> Prediction:
     record = await run_in_threadpool(runtime.store.get, prediction_id)
     if record is None:
         raise NotFound(f"no prediction with id {prediction_id!r}")

@@ -109,8 +109,26 @@ def _is_complete(data: bytes, image_format: str) -> bool:
     return data.rfind(b"IEND") > 0
 
 
-def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
-    """Check, then decode. Raises an :class:`~aistack.errors.AistackError` with a 4xx status."""
+REDUCED_GRAYSCALE_FLAGS = {
+    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
+
+
+def jpeg_reduction(width: int, height: int, min_side: int) -> int:
+    """Largest JPEG DCT scale-down (1, 2, 4, 8) that keeps the shorter side >= ``min_side``."""
+    shorter = min(width, height)
+    return max((f for f in (1, 2, 4, 8) if shorter // f >= min_side), default=1)
+
+
+def decode_image(data: bytes, max_pixels: int, min_side: int | None = None) -> DecodedImage:
+    """Check, then decode. Raises an :class:`~aistack.errors.AistackError` with a 4xx status.
+
+    With ``min_side``, a large JPEG is decoded to grayscale at 1/2, 1/4 or 1/8 scale in the
+    DCT domain, keeping its shorter side at least ``min_side``: several times faster than a
+    full decode, for callers that only need a smaller gray image (model input, overlays).
+    """
     if not data:
         raise EmptyInput("the image is empty")
     image_format = sniff_format(data)
@@ -122,8 +140,12 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     if not _is_complete(data, image_format):
         raise CorruptImage(f"the {image_format} data is truncated")
     buffer = np.frombuffer(data, dtype=np.uint8)
+    reduction = (
+        jpeg_reduction(width, height, min_side) if image_format == "JPEG" and min_side else 1
+    )
     # ANYDEPTH keeps 16-bit PNGs, ANYCOLOR keeps gray as gray; EXIF orientation is applied.
-    pixels = cv2.imdecode(buffer, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    flags = REDUCED_GRAYSCALE_FLAGS.get(reduction, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    pixels = cv2.imdecode(buffer, flags)
     if pixels is None or pixels.size == 0:
         raise CorruptImage(f"the {image_format} data could not be decoded")
     return DecodedImage(pixels=pixels, format=image_format)

@@ -9,6 +9,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+DECODE_MIN_SIDE = 512
+"""Large JPEGs are decoded at reduced scale down to this shorter side (``decode_image``'s
+``min_side``): ample for a 224-pixel model input and for overlays, and 2-4x cheaper to
+decode. Training and serving both use it, so the model sees the same pixels."""
+
 
 def to_grayscale_uint8(image: np.ndarray) -> np.ndarray:
     """Any decoded image (gray/BGR/BGRA, 8 or 16 bit) as a 2-D uint8 array."""

@@ -26,7 +26,8 @@ def available_versions(model_dir: Path) -> list[int]:
     if not model_dir.is_dir():
         return []
     return sorted(
-        int(p.name) for p in model_dir.iterdir()
+        int(p.name)
+        for p in model_dir.iterdir()
         if p.name.isdigit() and (p / "saved_model.pb").is_file()
     )
 
@@ -45,14 +46,18 @@ def resolve_version_dir(model_dir: Path, version: int | None = None) -> Path:
 class SavedModelEngine:
     """Runs the exported model in this process; thread-safe, batch any size."""
 
-    def __init__(self, version_dir: Path, warmup_batch_sizes: tuple[int, ...] = (1, 8)) -> None:
+    def __init__(
+        self, version_dir: Path, warmup_batch_sizes: tuple[int, ...] = tuple(range(1, 9))
+    ) -> None:
         import tensorflow as tf  # noqa: PLC0415 - heavy import only where a model is served
 
         self._tf = tf
         meta = json.loads((version_dir / MODEL_INFO_FILE).read_text())
         self.info = ModelInfo(
-            name=meta["name"], version=int(meta["version"]),
-            image_size=int(meta["image_size"]), classes=tuple(meta["classes"]),
+            name=meta["name"],
+            version=int(meta["version"]),
+            image_size=int(meta["image_size"]),
+            classes=tuple(meta["classes"]),
         )
         self._loaded = tf.saved_model.load(str(version_dir))
         self._predict = self._loaded.signatures["predict_pixels"]
@@ -76,8 +81,9 @@ class SavedModelEngine:
     def infer(self, pixels: np.ndarray, heatmap: bool) -> EngineOutput:
         size = self.info.image_size
         if pixels.dtype != np.uint8 or pixels.shape[1:] != (size, size, 1):
-            raise ValueError(f"expected uint8 (N, {size}, {size}, 1), got {pixels.dtype} "
-                             f"{pixels.shape}")
+            raise ValueError(
+                f"expected uint8 (N, {size}, {size}, 1), got {pixels.dtype} {pixels.shape}"
+            )
         tensor = self._tf.constant(pixels)
         if heatmap:
             out = self._gradcam(pixels=tensor)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from aistack.imaging.decode import decode_image
-from aistack.imaging.preprocess import to_model_input
+from aistack.imaging.preprocess import DECODE_MIN_SIDE, to_model_input
 from aistack.xray.labels import CLASSES
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -40,8 +40,13 @@ def load_images(root: Path, image_size: int) -> LabelledImages:
     if not items:
         raise FileNotFoundError(f"no images under {root}")
     pixels = np.stack(
-        [to_model_input(decode_image(p.read_bytes(), TRAINING_MAX_PIXELS).pixels, image_size)
-         for p, _ in items]
+        [
+            to_model_input(
+                decode_image(p.read_bytes(), TRAINING_MAX_PIXELS, DECODE_MIN_SIDE).pixels,
+                image_size,
+            )
+            for p, _ in items
+        ]
     )
     labels = np.array([label for _, label in items], dtype=np.int64)
     return LabelledImages(pixels, labels, tuple(p for p, _ in items))

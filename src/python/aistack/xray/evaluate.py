@@ -22,18 +22,29 @@ from aistack.xray.service import run_model
 def evaluate(engine: InferenceEngine, data_dir: Path) -> dict:
     """Runs every image of ``data_dir/<class>/`` through the engine, as the service would."""
     items = list_images(data_dir)
-    probabilities = np.stack([
-        run_model(engine, path.read_bytes(), TRAINING_MAX_PIXELS, heatmap=False).probabilities
-        for path, _ in items
-    ])
+    probabilities = np.stack(
+        [
+            run_model(engine, path.read_bytes(), TRAINING_MAX_PIXELS, heatmap=False).probabilities
+            for path, _ in items
+        ]
+    )
     truth = np.array([label for _, label in items])
     predicted = probabilities.argmax(axis=1)
     labels = list(range(len(CLASSES)))
-    report = classification_report(truth, predicted, labels=labels, target_names=list(CLASSES),
-                                   output_dict=True, zero_division=0)
+    report = classification_report(
+        truth,
+        predicted,
+        labels=labels,
+        target_names=list(CLASSES),
+        output_dict=True,
+        zero_division=0,
+    )
     present = np.unique(truth)
-    auc = (float(roc_auc_score(truth, probabilities, multi_class="ovr", labels=labels))
-           if len(present) == len(CLASSES) else None)
+    auc = (
+        float(roc_auc_score(truth, probabilities, multi_class="ovr", labels=labels))
+        if len(present) == len(CLASSES)
+        else None
+    )
     return {
         "data": str(data_dir),
         "model": {"name": engine.info.name, "version": engine.info.version},
@@ -45,8 +56,12 @@ def evaluate(engine: InferenceEngine, data_dir: Path) -> dict:
         "confusion_matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
         "classes": list(CLASSES),
         "predictions": [
-            {"image": str(path.relative_to(data_dir)), "truth": CLASSES[t],
-             "predicted": CLASSES[p], "probabilities": [round(float(x), 5) for x in probs]}
+            {
+                "image": str(path.relative_to(data_dir)),
+                "truth": CLASSES[t],
+                "predicted": CLASSES[p],
+                "probabilities": [round(float(x), 5) for x in probs],
+            }
             for (path, t), p, probs in zip(items, predicted, probabilities, strict=True)
         ],
     }
@@ -67,10 +82,15 @@ def format_text(result: dict) -> str:
         f"{'class':<15}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
     ]
     for name, row in result["per_class"].items():
-        lines.append(f"{name:<15}{row['precision']:>10.3f}{row['recall']:>10.3f}"
-                     f"{row['f1-score']:>10.3f}{int(row['support']):>10d}")
-    lines += ["", "confusion matrix (rows = truth, columns = predicted):",
-              " " * 15 + "".join(f"{c:>15}" for c in result["classes"])]
+        lines.append(
+            f"{name:<15}{row['precision']:>10.3f}{row['recall']:>10.3f}"
+            f"{row['f1-score']:>10.3f}{int(row['support']):>10d}"
+        )
+    lines += [
+        "",
+        "confusion matrix (rows = truth, columns = predicted):",
+        " " * 15 + "".join(f"{c:>15}" for c in result["classes"]),
+    ]
     for name, row in zip(result["classes"], result["confusion_matrix"], strict=True):
         lines.append(f"{name:<15}" + "".join(f"{v:>15d}" for v in row))
     return "\n".join(lines)

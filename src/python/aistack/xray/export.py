@@ -28,22 +28,49 @@ from aistack.xray.model import CAM_LAYER, LOGITS_LAYER
 MODEL_INFO_FILE = "assets.extra/model_info.json"
 
 
+def ensemble_members(model: keras.Model) -> list[keras.Model]:
+    """The member networks of an ensemble (see ``build_ensemble``), or the model itself."""
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)] or [model]
+
+
 def build_gradcam_function(model: keras.Model):
-    """pixels → (probabilities, heatmap): Grad-CAM on :data:`CAM_LAYER` in the same pass."""
-    features_model = keras.Model(
-        model.inputs,
-        [model.get_layer(CAM_LAYER).output, model.get_layer(LOGITS_LAYER).output, model.output],
-    )
+    """pixels → (probabilities, heatmap): Grad-CAM on :data:`CAM_LAYER` in the same pass.
+
+    For an ensemble, each member's map is taken for the ensemble's top class and the maps
+    are averaged, so the heatmap explains the probabilities that are returned.
+    """
+    feature_models = [
+        keras.Model(
+            member.inputs,
+            [
+                member.get_layer(CAM_LAYER).output,
+                member.get_layer(LOGITS_LAYER).output,
+                member.output,
+            ],
+        )
+        for member in ensemble_members(model)
+    ]
 
     def gradcam(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         x = tf.cast(pixels, tf.float32)
         with tf.GradientTape() as tape:
-            features, logits, probabilities = features_model(x, training=False)
+            outputs = [features_model(x, training=False) for features_model in feature_models]
+            probabilities = tf.add_n([probs for _, _, probs in outputs]) / len(outputs)
             top = tf.argmax(probabilities, axis=1)
-            score = tf.reduce_sum(tf.gather(logits, top, axis=1, batch_dims=1))
-        gradients = tape.gradient(score, features)
-        weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
+            score = tf.add_n(
+                [
+                    tf.reduce_sum(tf.gather(logits, top, axis=1, batch_dims=1))
+                    for _, logits, _ in outputs
+                ]
+            )
+        features = [f for f, _, _ in outputs]
+        cams = []
+        for member_features, gradients in zip(
+            features, tape.gradient(score, features), strict=True
+        ):
+            weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+            cams.append(tf.nn.relu(tf.reduce_sum(member_features * weights, axis=-1)))
+        cam = tf.add_n(cams) / len(cams)
         peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
         heatmap = tf.math.divide_no_nan(cam, peak)
         return {"probabilities": probabilities, "heatmap": heatmap}
@@ -60,13 +87,15 @@ def decode_batch(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
         return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
     return tf.map_fn(
-        decode_one, image_bytes,
+        decode_one,
+        image_bytes,
         fn_output_signature=tf.TensorSpec((image_size, image_size, 1), tf.uint8),
     )
 
 
-def export_saved_model(model: keras.Model, model_dir: Path, version: int,
-                       extra_info: dict | None = None) -> Path:
+def export_saved_model(
+    model: keras.Model, model_dir: Path, version: int, extra_info: dict | None = None
+) -> Path:
     """Write ``model_dir/<version>/`` and return it; an existing version is replaced."""
     image_size = int(model.input_shape[1])
     gradcam = build_gradcam_function(model)
@@ -99,6 +128,7 @@ def export_saved_model(model: keras.Model, model_dir: Path, version: int,
         "image_size": image_size,
         "classes": list(CLASSES),
         "cam_layer": CAM_LAYER,
+        "members": len(ensemble_members(model)),
         **(extra_info or {}),
     }
     info_path = target / MODEL_INFO_FILE

@@ -16,7 +16,7 @@ import numpy as np
 
 from aistack.imaging.decode import DecodedImage, decode_image
 from aistack.imaging.overlay import blend, colorize_heatmap, encode_jpeg, fit_within
-from aistack.imaging.preprocess import to_grayscale_uint8, to_model_input
+from aistack.imaging.preprocess import DECODE_MIN_SIDE, to_grayscale_uint8, to_model_input
 from aistack.inference.engine import InferenceEngine
 from aistack.store import PredictionRecord, PredictionStore
 from aistack.xray.files import HEATMAP, RESULT, SOURCE, FileStore
@@ -38,8 +38,10 @@ class XrayPolicy:
 
 def is_covid_positive(probabilities: np.ndarray, threshold: float) -> bool:
     """The 2020 rule: covid is the top class AND its probability exceeds the threshold."""
-    return int(np.argmax(probabilities)) == COVID_INDEX and float(
-        probabilities[COVID_INDEX]) > threshold
+    return (
+        int(np.argmax(probabilities)) == COVID_INDEX
+        and float(probabilities[COVID_INDEX]) > threshold
+    )
 
 
 @dataclass(frozen=True)
@@ -51,15 +53,16 @@ class ModelRun:
 
 def run_model(engine: InferenceEngine, data: bytes, max_pixels: int, heatmap: bool) -> ModelRun:
     """Decode with limits, preprocess, and run the model once (with Grad-CAM if asked)."""
-    image = decode_image(data, max_pixels)
+    image = decode_image(data, max_pixels, min_side=DECODE_MIN_SIDE)
     pixels = to_model_input(image.pixels, engine.info.image_size)
     output = engine.infer(pixels[np.newaxis], heatmap=heatmap)
     cam = output.heatmaps[0] if output.heatmaps is not None else None
     return ModelRun(image, output.probabilities[0], cam)
 
 
-def render_heatmaps(image: DecodedImage, cam: np.ndarray, alpha: float,
-                    max_side: int = OVERLAY_MAX_SIDE) -> tuple[np.ndarray, np.ndarray]:
+def render_heatmaps(
+    image: DecodedImage, cam: np.ndarray, alpha: float, max_side: int = OVERLAY_MAX_SIDE
+) -> tuple[np.ndarray, np.ndarray]:
     """(colorized heatmap alone, heatmap blended over the image), at most ``max_side``."""
     shown = fit_within(to_grayscale_uint8(image.pixels), max_side)
     height, width = shown.shape[:2]
@@ -68,8 +71,9 @@ def render_heatmaps(image: DecodedImage, cam: np.ndarray, alpha: float,
 
 
 class XrayService:
-    def __init__(self, engine: InferenceEngine, store: PredictionStore, files: FileStore,
-                 policy: XrayPolicy) -> None:
+    def __init__(
+        self, engine: InferenceEngine, store: PredictionStore, files: FileStore, policy: XrayPolicy
+    ) -> None:
         self.engine = engine
         self.store = store
         self.files = files
@@ -112,8 +116,10 @@ class XrayService:
     def _render(self, prediction_id: str, run: ModelRun) -> tuple[str, str]:
         colored, blended = render_heatmaps(run.image, run.heatmap, self.policy.heatmap_alpha)
         name = f"{prediction_id}.jpg"
-        return (self.files.write(HEATMAP, name, encode_jpeg(colored)),
-                self.files.write(RESULT, name, encode_jpeg(blended)))
+        return (
+            self.files.write(HEATMAP, name, encode_jpeg(colored)),
+            self.files.write(RESULT, name, encode_jpeg(blended)),
+        )
 
     def _maybe_sweep(self) -> None:
         self._count += 1

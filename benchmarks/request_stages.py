@@ -1,0 +1,86 @@
+"""Where the time of one X-ray request goes, stage by stage, on a folder of real images.
+
+.venv/bin/python benchmarks/request_stages.py --images ../shared/data/xray/test
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+from aistack.imaging.decode import decode_image
+from aistack.imaging.overlay import encode_jpeg
+from aistack.imaging.preprocess import DECODE_MIN_SIDE, to_model_input
+from aistack.inference.savedmodel import SavedModelEngine
+from aistack.xray.service import render_heatmaps
+
+MAX_PIXELS = 50_000_000
+
+
+def per_image_ms(fn, items, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for item in items:
+            fn(item)
+        times.append((time.perf_counter() - started) / len(items))
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=Path, default=Path("../shared/data/xray/test"))
+    parser.add_argument("--model-dir", type=Path, default=Path("models/covid19"))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    files = sorted(
+        p for p in args.images.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+    )
+    datas = [p.read_bytes() for p in files]
+    engine = SavedModelEngine.from_model_dir(args.model_dir)
+    size = engine.info.image_size
+    images = [decode_image(d, MAX_PIXELS, DECODE_MIN_SIDE) for d in datas]
+    pixels = [to_model_input(i.pixels, size)[np.newaxis] for i in images]
+    cam = engine.infer(pixels[0], heatmap=True).heatmaps[0]
+    batch8 = np.concatenate(pixels[:8])
+
+    rows = {
+        "decode, full size": per_image_ms(
+            lambda d: decode_image(d, MAX_PIXELS), datas, args.repeats
+        ),
+        f"decode, reduced (min side {DECODE_MIN_SIDE})": per_image_ms(
+            lambda d: decode_image(d, MAX_PIXELS, DECODE_MIN_SIDE), datas, args.repeats
+        ),
+        f"preprocess to {size}x{size}": per_image_ms(
+            lambda i: to_model_input(i.pixels, size), images, args.repeats
+        ),
+        "model, batch 1": per_image_ms(
+            lambda p: engine.infer(p, heatmap=False), pixels, args.repeats
+        ),
+        "model + Grad-CAM, batch 1": per_image_ms(
+            lambda p: engine.infer(p, heatmap=True), pixels, args.repeats
+        ),
+        "model + Grad-CAM, batch 8 (per image)": per_image_ms(
+            lambda b: engine.infer(b, heatmap=True), [batch8], args.repeats * 5
+        )
+        / 8,
+        "render heatmap + overlay, 2 JPEG encodes": per_image_ms(
+            lambda i: [encode_jpeg(x) for x in render_heatmaps(i, cam, 0.5)], images, args.repeats
+        ),
+    }
+    print(
+        f"{len(files)} images from {args.images}, model {engine.info.name} v{engine.info.version}"
+    )
+    for name, ms in rows.items():
+        print(f"{name:<45}{ms:>8.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
