@@ -41,7 +41,9 @@ def rss_mb(pid: int, field: str) -> float:
     return float("nan")
 
 
-def start_server(port: int, var_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen, float]:
+def start_server(
+    port: int, var_dir: Path, env: dict[str, str], log: Path
+) -> tuple[subprocess.Popen, float]:
     started = time.monotonic()
     process = subprocess.Popen(
         [
@@ -55,8 +57,8 @@ def start_server(port: int, var_dir: Path, env: dict[str, str]) -> tuple[subproc
             "warning",
         ],
         env={**os.environ, "AISTACK_VAR_DIR": str(var_dir), **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     while time.monotonic() - started < 120:
         try:
@@ -89,7 +91,7 @@ def main() -> None:
     )
     port = free_port()
     with tempfile.TemporaryDirectory() as var_dir:
-        process, ready_s = start_server(port, Path(var_dir), env)
+        process, ready_s = start_server(port, Path(var_dir), env, args.out / "server.log")
         try:
             rss_ready = rss_mb(process.pid, "VmRSS")
             url = f"http://127.0.0.1:{port}"

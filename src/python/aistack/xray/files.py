@@ -6,6 +6,7 @@ Names are ``<prediction id>.<ext>``: never derived from user input, one file per
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -15,6 +16,8 @@ SOURCE = "source"  # uploaded images, as received
 RESULT = "result"  # heatmap blended over the image (v1 `Output_Heatmap`)
 HEATMAP = "heatmap"  # colorized heatmap alone, for overlays drawn by the client
 KINDS = (SOURCE, RESULT, HEATMAP)
+TEMP_PREFIX = ".tmp-"
+TEMP_GRACE_SECONDS = 3600  # a temporary file this old was left by a crash
 
 
 class FileStore:
@@ -31,7 +34,7 @@ class FileStore:
         if kind not in KINDS or "/" in name or name.startswith("."):
             raise ValueError(f"bad file kind or name: {kind}/{name}")
         folder = self.root / kind
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, folder / name)
@@ -42,11 +45,16 @@ class FileStore:
 
     def sweep(self, now: float | None = None) -> int:
         """Delete files older than the retention period; returns how many went."""
-        cutoff = (now if now is not None else time.time()) - self.retention_seconds
+        now = now if now is not None else time.time()
+        cutoff = now - self.retention_seconds
+        temp_cutoff = min(cutoff, now - TEMP_GRACE_SECONDS)  # spare writes in progress
         removed = 0
         for kind in KINDS:
             for entry in os.scandir(self.root / kind):
-                if entry.is_file() and entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
+                # Files come and go while we look (other requests write and rename them).
+                with contextlib.suppress(FileNotFoundError):
+                    limit = temp_cutoff if entry.name.startswith(TEMP_PREFIX) else cutoff
+                    if entry.is_file() and entry.stat().st_mtime < limit:
+                        os.unlink(entry.path)
+                        removed += 1
         return removed

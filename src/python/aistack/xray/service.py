@@ -7,6 +7,7 @@ its business process with a TF Serving engine injected in place of the in-proces
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -122,9 +123,10 @@ class XrayService:
         )
 
     def _maybe_sweep(self) -> None:
+        """Every SWEEP_EVERY predictions, old files go, off the request path."""
         self._count += 1
         if self._count % SWEEP_EVERY == 0:
-            self.files.sweep()
+            threading.Thread(target=self.files.sweep, name="file-sweep", daemon=True).start()
 
 
 def _extension(image: DecodedImage) -> str:
