@@ -23,18 +23,17 @@ from aistack.xray.export import build_gradcam_function
 from aistack.xray.model import CAM_LAYER, LOGITS_LAYER, build_classifier, build_ensemble
 
 
-def with_cam_head(backbone: keras.Model, size: int, channels: int) -> keras.Model:
-    """A keras.applications backbone with the same CAM/logits/probabilities head as ours."""
-    inputs = keras.Input((size, size, 1))
-    x = keras.layers.Concatenate()([inputs] * channels) if channels == 3 else inputs
-    features = keras.layers.Activation("linear", name=CAM_LAYER)(backbone(x))
+def with_cam_head(backbone: keras.Model) -> keras.Model:
+    """A keras.applications backbone (1-channel input) with our CAM/logits/softmax head."""
+    features = keras.layers.Activation("linear", name=CAM_LAYER)(backbone.output)
     pooled = keras.layers.GlobalAveragePooling2D()(features)
     logits = keras.layers.Dense(3, name=LOGITS_LAYER)(pooled)
-    return keras.Model(inputs, keras.layers.Softmax(name="probabilities")(logits))
+    return keras.Model(backbone.input, keras.layers.Softmax(name="probabilities")(logits))
 
 
 def candidates() -> dict[str, tuple[keras.Model, int]]:
     apps = keras.applications
+    common = {"include_top": False, "weights": None}
     return {
         "aistack CNN @224 (1 member)": (build_classifier(224), 224),
         "aistack CNN @224 (5-member ensemble)": (
@@ -44,28 +43,17 @@ def candidates() -> dict[str, tuple[keras.Model, int]]:
         "MobileNetV3Small @224": (
             with_cam_head(
                 apps.MobileNetV3Small(
-                    input_shape=(224, 224, 3),
-                    include_top=False,
-                    weights=None,
-                    include_preprocessing=False,
-                ),
-                224,
-                3,
+                    input_shape=(224, 224, 1), include_preprocessing=False, **common
+                )
             ),
             224,
         ),
         "EfficientNetB0 @224": (
-            with_cam_head(
-                apps.EfficientNetB0(input_shape=(224, 224, 3), include_top=False, weights=None),
-                224,
-                3,
-            ),
+            with_cam_head(apps.EfficientNetB0(input_shape=(224, 224, 1), **common)),
             224,
         ),
         "InceptionV3 @256 (2020)": (
-            with_cam_head(
-                apps.InceptionV3(input_shape=(256, 256, 3), include_top=False, weights=None), 256, 3
-            ),
+            with_cam_head(apps.InceptionV3(input_shape=(256, 256, 1), **common)),
             256,
         ),
     }

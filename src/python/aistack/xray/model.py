@@ -1,7 +1,7 @@
 """The classifier: a compact CNN trained from scratch, sized for fast CPU inference.
 
 Why not InceptionV3 as in 2020: without ImageNet weights a 22M-parameter network overfits
-~160 training images, and it costs ~90 ms per image here. This network has ~0.2M weights,
+~160 training images, and it costs ~90 ms per image here. This network has ~0.28M weights,
 keeps a 14x14 feature map for Grad-CAM at 224 px and runs in a few milliseconds.
 """
 
