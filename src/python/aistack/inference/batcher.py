@@ -2,8 +2,12 @@
 
 Request threads hand their inputs to one worker thread, which waits at most ``max_wait_ms``
 for more work, runs a single batch of up to ``max_batch_size`` images and hands each caller
-its rows back. On two cores a batch of 8 costs about a third per image of 8 single calls,
-and the engine runs one batch at a time while request threads decode and encode.
+its rows back, and refuses work at once (503) when too much is queued.
+
+Measured on 2 cores (docs/PERFORMANCE.md): a batch of 8 costs ~0.6x per image of single
+calls for the committed model, yet end to end the service is no faster with batching,
+because the model is a small part of a request; so it is off by default
+(``AISTACK_MAX_BATCH_SIZE=1``) and meant for heavier models.
 """
 
 from __future__ import annotations
