@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from aistack.config import Settings
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 app = typer.Typer(
@@ -23,7 +25,8 @@ app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 console = Console()
 
-DEFAULT_MODEL_DIR = Path("models/covid19")
+DEFAULT_MODEL_DIR = Settings.model_fields["model_dir"].default
+"""The committed model (``AISTACK_MODEL_DIR`` changes what `serve` loads)."""
 
 
 @app.command()
