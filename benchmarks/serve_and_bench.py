@@ -11,64 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
 from aistack.bench import list_images, run_benchmark, summarize, write_json
+from aistack.bench.local_server import start_local_server
 from aistack.bench.plot import plot_run
 
 ENDPOINTS = ("v1-heatmap", "v1-predict", "v2")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def rss_mb(pid: int, field: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of a process, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def start_server(
-    port: int, var_dir: Path, env: dict[str, str], log: Path
-) -> tuple[subprocess.Popen, float]:
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aistack.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env={**os.environ, "AISTACK_VAR_DIR": str(var_dir), **env},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    while time.monotonic() - started < 120:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process, time.monotonic() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("server did not become ready in 120 s")
 
 
 def main() -> None:
@@ -89,12 +39,11 @@ def main() -> None:
     env = (
         {} if args.max_batch_size is None else {"AISTACK_MAX_BATCH_SIZE": str(args.max_batch_size)}
     )
-    port = free_port()
     with tempfile.TemporaryDirectory() as var_dir:
-        process, ready_s = start_server(port, Path(var_dir), env, args.out / "server.log")
+        server = start_local_server(Path(var_dir), env)
+        ready_s, url = server.ready_s, server.url
         try:
-            rss_ready = rss_mb(process.pid, "VmRSS")
-            url = f"http://127.0.0.1:{port}"
+            rss_ready = server.rss_mb()
             rows = []
             for endpoint in ENDPOINTS:
                 for round_index in range(args.rounds):
@@ -104,10 +53,10 @@ def main() -> None:
                     write_json(summary, run, args.out / f"{name}.json")
                     plot_run(run, summary, args.out / f"{name}.png")
                     rows.append((name, summary))
-            peak = rss_mb(process.pid, "VmHWM")
+            peak = server.rss_mb(peak=True)
         finally:
-            process.terminate()
-            process.wait(15)
+            server.stop()
+            (args.out / "server.log").write_text(server.log())
     print(
         f"start to ready {ready_s:.1f} s; RSS when ready {rss_ready:.0f} MB; "
         f"peak RSS {peak:.0f} MB; {args.clients} clients x {len(images)} images"

@@ -51,8 +51,8 @@ def _model_name(record: PredictionRecord) -> str:
 
 
 async def _predict(request: Request, runtime: Runtime, heatmap: bool) -> PredictionRecord:
+    service = runtime.service  # 503 before reading a body we could not serve
     data, _ = await image_from_form(request, runtime.settings.max_body_bytes)
-    service = runtime.service
     endpoint = "v1-heatmap" if heatmap else "v1-predict"
     return await run_in_threadpool(service.predict, data, heatmap, endpoint)
 

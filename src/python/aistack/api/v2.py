@@ -144,8 +144,8 @@ async def _read_request(request: Request, max_bytes: int) -> tuple[bytes, bool]:
 async def create_prediction(
     request: Request, runtime: Runtime = Depends(get_runtime)
 ) -> Prediction:
+    service = runtime.service  # 503 before reading a body we could not serve
     data, heatmap = await _read_request(request, runtime.settings.max_body_bytes)
-    service = runtime.service
     record = await run_in_threadpool(service.predict, data, heatmap, "v2")
     return to_response(request, record)
 

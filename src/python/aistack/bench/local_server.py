@@ -1,0 +1,91 @@
+"""Run `aistack serve` as a child process on a free loopback port, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LocalServer:
+    """A started server; ``ready_s`` is process start to ``/readyz`` = 200."""
+
+    url: str
+    var_dir: Path
+    process: subprocess.Popen
+    log_path: Path
+    ready_s: float = field(default=0.0)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def rss_mb(self, peak: bool = False) -> float:
+        """Resident memory now (VmRSS) or at its peak (VmHWM), in MB (Linux)."""
+        key = "VmHWM:" if peak else "VmRSS:"
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_local_server(
+    var_dir: Path, env: dict[str, str] | None = None, timeout_s: float = 90
+) -> LocalServer:
+    """Start and wait until ready; raises with the server's log if it exits or hangs."""
+    port = free_port()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    log_path = var_dir / "server.log"
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aistack.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, "AISTACK_VAR_DIR": str(var_dir), **(env or {})},
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    while time.monotonic() - started < timeout_s:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return LocalServer(
+                    url, var_dir, process, log_path, round(time.monotonic() - started, 2)
+                )
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"server not ready in {timeout_s} s:\n{log_path.read_text()}")
