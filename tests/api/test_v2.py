@@ -62,8 +62,10 @@ def test_multipart_file_and_heatmap_field(live_server, sample_images):
 
 def test_a_prediction_can_be_read_back_by_id(live_server, sample_images):
     data = sample_images["covid"].read_bytes()
-    created = httpx.post(f"{live_server.url}{PREDICTIONS}", json={"image_b64": b64(data)}).json()
-    fetched = httpx.get(f"{live_server.url}{PREDICTIONS}/{created['id']}")
+    response = httpx.post(f"{live_server.url}{PREDICTIONS}", json={"image_b64": b64(data)})
+    created = response.json()
+    assert response.headers["location"].endswith(f"{PREDICTIONS}/{created['id']}")
+    fetched = httpx.get(response.headers["location"])
     assert fetched.status_code == 200
     assert fetched.json() == created
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -172,18 +171,15 @@ def predict(
         console.print(f"[red]{image}: {error.message}[/red]")
         raise typer.Exit(2) from error
     label = engine.info.classes[int(run.probabilities.argmax())]
-    console.print(
-        json.dumps(
-            {
-                "image": str(image),
-                "label": label,
-                "probabilities": {
-                    c: round(float(p), 4)
-                    for c, p in zip(engine.info.classes, run.probabilities, strict=True)
-                },
+    console.print_json(
+        data={
+            "image": str(image),
+            "label": label,
+            "probabilities": {
+                c: round(float(p), 4)
+                for c, p in zip(engine.info.classes, run.probabilities, strict=True)
             },
-            indent=2,
-        )
+        }
     )
     if heatmap is not None and run.heatmap is not None:
         _, blended = render_heatmaps(run.image, run.heatmap, settings.heatmap_alpha)

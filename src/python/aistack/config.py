@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     model_version: int | None = Field(None, description="None serves the highest version")
     var_dir: Path = Field(PROJECT_ROOT / "var", description="images, heatmaps and the database")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in var")
+    file_retention_hours: float = Field(
+        168, description="uploaded images and heatmaps older than this are deleted"
+    )
     max_body_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 50_000_000
     covid_threshold: float = 0.65

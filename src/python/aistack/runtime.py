@@ -45,7 +45,9 @@ class Runtime:
         self.load_error: str | None = None
         self.store = PredictionStore(settings.resolved_database_url)
         self.store.create_schema()
-        self.files = FileStore(settings.var_dir / "static")
+        self.files = FileStore(
+            settings.var_dir / "static", retention_seconds=settings.file_retention_hours * 3600
+        )
         self._service: XrayService | None = None
         self._loader: threading.Thread | None = None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -142,11 +142,12 @@ async def _read_request(request: Request, max_bytes: int) -> tuple[bytes, bool]:
     },
 )
 async def create_prediction(
-    request: Request, runtime: Runtime = Depends(get_runtime)
+    request: Request, response: Response, runtime: Runtime = Depends(get_runtime)
 ) -> Prediction:
     service = runtime.service  # 503 before reading a body we could not serve
     data, heatmap = await _read_request(request, runtime.settings.max_body_bytes)
     record = await run_in_threadpool(service.predict, data, heatmap, "v2")
+    response.headers["Location"] = str(request.url_for("get_prediction", prediction_id=record.id))
     return to_response(request, record)
 
 
