@@ -23,6 +23,7 @@ from aistack.errors import (
     EmptyInput,
     ImageTooLarge,
     NotAnImage,
+    PayloadTooLarge,
     UnsupportedFormat,
 )
 from aistack.imaging import overlay
@@ -274,6 +275,21 @@ def test_ordinary_image_above_max_pixels_is_rejected() -> None:
         decode_image(data, max_pixels=9_999)
     assert raised.value.status == 413
     assert decode_image(data, max_pixels=10_000).pixels.shape == (100, 100)  # limit inclusive
+
+
+def test_encoded_size_over_max_bytes_is_rejected_before_decoding() -> None:
+    data = cv2_bytes(noise(100, 100, 1), ".png")
+    with pytest.raises(PayloadTooLarge) as raised:
+        decode_image(data, max_pixels=10_000, max_bytes=len(data) - 1)
+    assert raised.value.status == 413
+    assert decode_image(data, max_pixels=10_000, max_bytes=len(data)).pixels.shape == (100, 100)
+
+
+def test_reduced_decode_keeps_the_shorter_side_at_least_min_side() -> None:
+    data = cv2_bytes(noise(1200, 2000, 3), ".jpg")
+    pixels = decode_image(data, max_pixels=10_000_000, min_side=256).pixels
+    assert pixels.shape == (300, 500)  # 1/4 scale, gray; 1/8 would be 150 < 256
+    assert decode_image(data, max_pixels=10_000_000, min_side=700).pixels.shape == (1200, 2000, 3)
 
 
 # --------------------------------------------------------------------------- damaged files

@@ -133,7 +133,9 @@ def evaluate_xray(
     data: Annotated[Path, typer.Option(help="folder with covid/ normal/ pneumonia_bac/")],
     model_dir: Annotated[Path, typer.Option()] = DEFAULT_MODEL_DIR,
     version: Annotated[int | None, typer.Option(help="default: highest")] = None,
-    json_out: Annotated[Path | None, typer.Option(help="write the metrics as JSON")] = None,
+    json_out: Annotated[Path, typer.Option(help="where the metrics are written as JSON")] = Path(
+        "var/evaluation.json"
+    ),
 ) -> None:
     """Accuracy, per-class precision/recall/F1, ROC AUC (one-vs-rest), confusion matrix."""
     from aistack.xray.evaluate import evaluate, format_text, write_json  # noqa: PLC0415
@@ -142,9 +144,8 @@ def evaluate_xray(
         raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
     result = evaluate(_engine(model_dir, version), data)
     console.print(format_text(result), highlight=False)
-    if json_out is not None:
-        write_json(result, json_out)
-        console.print(f"metrics written to {json_out}")
+    write_json(result, json_out)
+    console.print(f"metrics written to {json_out}")
 
 
 @app.command()
@@ -166,7 +167,13 @@ def predict(
     settings = get_settings()
     engine = _engine(model_dir, version)
     try:
-        run = run_model(engine, image.read_bytes(), settings.max_pixels, heatmap is not None)
+        run = run_model(
+            engine,
+            image.read_bytes(),
+            settings.max_pixels,
+            heatmap is not None,
+            max_bytes=settings.max_body_bytes,
+        )
     except AistackError as error:
         console.print(f"[red]{image}: {error.message}[/red]")
         raise typer.Exit(2) from error

@@ -68,6 +68,7 @@ class Runtime:
             self.load_error = f"{type(error).__name__}: {error}"
             return
         policy = XrayPolicy(
+            max_bytes=self.settings.max_body_bytes,
             max_pixels=self.settings.max_pixels,
             covid_threshold=self.settings.covid_threshold,
             heatmap_alpha=self.settings.heatmap_alpha,

@@ -14,7 +14,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from aistack.errors import CorruptImage, EmptyInput, ImageTooLarge, NotAnImage, UnsupportedFormat
+from aistack.errors import (
+    CorruptImage,
+    EmptyInput,
+    ImageTooLarge,
+    NotAnImage,
+    PayloadTooLarge,
+    UnsupportedFormat,
+)
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -122,8 +129,13 @@ def jpeg_reduction(width: int, height: int, min_side: int) -> int:
     return max((f for f in (1, 2, 4, 8) if shorter // f >= min_side), default=1)
 
 
-def decode_image(data: bytes, max_pixels: int, min_side: int | None = None) -> DecodedImage:
+def decode_image(
+    data: bytes, max_pixels: int, min_side: int | None = None, max_bytes: int | None = None
+) -> DecodedImage:
     """Check, then decode. Raises an :class:`~aistack.errors.AistackError` with a 4xx status.
+
+    Limits come first: the encoded size (``max_bytes``), then the pixel count the header
+    declares (``max_pixels``), so a decompression bomb is refused without allocating.
 
     With ``min_side``, a large JPEG is decoded to grayscale at 1/2, 1/4 or 1/8 scale in the
     DCT domain, keeping its shorter side at least ``min_side``: several times faster than a
@@ -131,6 +143,8 @@ def decode_image(data: bytes, max_pixels: int, min_side: int | None = None) -> D
     """
     if not data:
         raise EmptyInput("the image is empty")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise PayloadTooLarge(f"image of {len(data):,} bytes exceeds the limit of {max_bytes:,}")
     image_format = sniff_format(data)
     width, height = read_dimensions(data)
     if width * height > max_pixels:

@@ -32,6 +32,7 @@ SWEEP_EVERY = 500
 
 @dataclass(frozen=True)
 class XrayPolicy:
+    max_bytes: int
     max_pixels: int
     covid_threshold: float
     heatmap_alpha: float
@@ -52,9 +53,15 @@ class ModelRun:
     heatmap: np.ndarray | None  # (h, w) in 0..1
 
 
-def run_model(engine: InferenceEngine, data: bytes, max_pixels: int, heatmap: bool) -> ModelRun:
+def run_model(
+    engine: InferenceEngine,
+    data: bytes,
+    max_pixels: int,
+    heatmap: bool,
+    max_bytes: int | None = None,
+) -> ModelRun:
     """Decode with limits, preprocess, and run the model once (with Grad-CAM if asked)."""
-    image = decode_image(data, max_pixels, min_side=DECODE_MIN_SIDE)
+    image = decode_image(data, max_pixels, min_side=DECODE_MIN_SIDE, max_bytes=max_bytes)
     pixels = to_model_input(image.pixels, engine.info.image_size)
     output = engine.infer(pixels[np.newaxis], heatmap=heatmap)
     cam = output.heatmaps[0] if output.heatmaps is not None else None
@@ -84,7 +91,7 @@ class XrayService:
     def predict(self, data: bytes, heatmap: bool, endpoint: str) -> PredictionRecord:
         """Decode with limits, run the model once, render and store; raises 4xx errors."""
         started = time.perf_counter()
-        run = run_model(self.engine, data, self.policy.max_pixels, heatmap)
+        run = run_model(self.engine, data, self.policy.max_pixels, heatmap, self.policy.max_bytes)
         probabilities = run.probabilities
 
         prediction_id = uuid.uuid4().hex
