@@ -41,12 +41,27 @@ def _throughput_panel(ax: Any, run: BenchmarkRun, summary: dict[str, Any]) -> No
     if not run.results:
         return
     t0 = min(r.start_s for r in run.results)
-    edges = np.arange(0, math.floor(max(r.end_s for r in run.results) - t0) + 2)
+    duration = max(r.end_s for r in run.results) - t0
+    # About 20 bins whatever the run's length; the last, partial bin is divided by its own
+    # width so it does not look like a drop in throughput.
+    width = max(duration / 20, 0.05)
+    edges = np.arange(0, math.ceil(duration / width) + 1) * width
+    spans = np.diff(np.minimum(edges, duration))
+    spans[spans <= 0] = width
     ok, _ = np.histogram([r.end_s - t0 for r in run.results if r.ok], bins=edges)
     bad, _ = np.histogram([r.end_s - t0 for r in run.results if not r.ok], bins=edges)
-    ax.bar(edges[:-1], ok, width=1, align="edge", color="tab:blue", label="ok")
+    ok_rate, bad_rate = ok / spans, bad / spans
+    ax.bar(edges[:-1], ok_rate, width=spans, align="edge", color="tab:blue", label="ok")
     if bad.any():
-        ax.bar(edges[:-1], bad, width=1, align="edge", bottom=ok, color="tab:red", label="error")
+        ax.bar(
+            edges[:-1],
+            bad_rate,
+            width=spans,
+            align="edge",
+            bottom=ok_rate,
+            color="tab:red",
+            label="error",
+        )
     mean = summary["throughput_images_per_s"]
     ax.axhline(mean, color="black", linestyle=":", label=f"mean {mean:.2f}/s")
     ax.legend()
