@@ -1,7 +1,7 @@
 """X-ray prediction use case, free of any web framework: bytes in, a stored record out.
 
-Both runtimes call this: the standalone FastAPI app directly, the IRIS production through
-its business process with a TF Serving engine injected in place of the in-process one.
+The standalone FastAPI app calls it directly; the engine is injected, so the IRIS runtime
+can wrap the same object with a TF Serving engine in place of the in-process one.
 """
 
 from __future__ import annotations
