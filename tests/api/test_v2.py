@@ -109,3 +109,15 @@ def test_health_readiness_and_docs(live_server):
     assert httpx.get(f"{live_server.url}/docs").status_code == 200
     paths = httpx.get(f"{live_server.url}/openapi.json").json()["paths"]
     assert {"/api/v2/xray/predictions", "/covid19/api/v1/predict/heatmap"} <= set(paths)
+
+
+def test_recent_predictions_are_listed_newest_first(live_server, sample_images):
+    data = sample_images["normal"].read_bytes()
+    ids = [
+        httpx.post(f"{live_server.url}{PREDICTIONS}", json={"image_b64": b64(data)}).json()["id"]
+        for _ in range(3)
+    ]
+    listed = httpx.get(f"{live_server.url}{PREDICTIONS}", params={"limit": 3}).json()
+    assert [p["id"] for p in listed] == ids[::-1]
+    bad = httpx.get(f"{live_server.url}{PREDICTIONS}", params={"limit": 0})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -163,3 +163,13 @@ async def get_prediction(
     if record is None:
         raise NotFound(f"no prediction with id {prediction_id!r}")
     return to_response(request, record)
+
+
+@router.get("/predictions", response_model=list[Prediction])
+async def list_predictions(
+    request: Request,
+    runtime: Runtime = Depends(get_runtime),
+    limit: int = Query(50, ge=1, le=500, description="newest first"),
+) -> list[Prediction]:
+    records = await run_in_threadpool(runtime.store.recent, limit)
+    return [to_response(request, record) for record in records]
