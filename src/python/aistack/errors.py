@@ -41,6 +41,11 @@ class UnsupportedFormat(BadRequest):
     code = "unsupported_format"
 
 
+class UnsupportedMediaType(BadRequest):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class CorruptImage(BadRequest):
     status = 422
     code = "corrupt_image"

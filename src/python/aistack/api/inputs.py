@@ -10,16 +10,11 @@ import re
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from aistack.errors import BadRequest, EmptyInput, InvalidBase64, MissingInput
+from aistack.errors import EmptyInput, InvalidBase64, MissingInput, UnsupportedMediaType
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 DATA_URL_PREFIX = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
 WHITESPACE = re.compile(r"\s+")
-
-
-class UnsupportedMediaType(BadRequest):
-    status = 415
-    code = "unsupported_media_type"
 
 
 def decode_base64(text: str | bytes) -> bytes:

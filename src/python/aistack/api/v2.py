@@ -12,12 +12,11 @@ from starlette.concurrency import run_in_threadpool
 from aistack.api.deps import file_url, get_runtime
 from aistack.api.inputs import (
     FORM_TYPES,
-    UnsupportedMediaType,
     decode_base64,
     image_from_form,
     media_type,
 )
-from aistack.errors import BadRequest, MissingInput, NotFound
+from aistack.errors import BadRequest, MissingInput, NotFound, UnsupportedMediaType
 from aistack.runtime import Runtime
 from aistack.store import PredictionRecord
 from aistack.xray.files import HEATMAP, RESULT, SOURCE

@@ -1,8 +1,9 @@
 """Train the classifier from scratch: k-fold cross-validation on train/, one member per fold.
 
 Each member sees 1 - 1/k of the training folder, with augmentation, and keeps the weights of
-its best epoch on its own validation fold. The members are averaged into one model; the
-out-of-fold predictions give an honest validation figure for that average.
+its best epoch on its own validation fold. The members are averaged into one model. Each
+image is also scored by the one member that never trained on it; those out-of-fold
+predictions estimate how well the recipe generalises, using train/ alone.
 """
 
 from __future__ import annotations
