@@ -30,23 +30,17 @@ DEFAULT_MODEL_DIR = Settings.model_fields["model_dir"].default
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8088,
+    host: Annotated[str | None, typer.Option(help="interface to bind [AISTACK_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [AISTACK_PORT]")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the model with the v1 (2020) and v2 APIs and the web page."""
-    import uvicorn  # noqa: PLC0415
+    from aistack.api.server import run  # noqa: PLC0415
+    from aistack.config import get_settings  # noqa: PLC0415
 
-    from aistack.api.app import create_app  # noqa: PLC0415
-
-    uvicorn.run(
-        create_app(),
-        host=host,
-        port=port,
-        log_level=log_level,
-        proxy_headers=True,
-        timeout_graceful_shutdown=10,
-    )
+    settings = get_settings()
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    run(settings.model_copy(update=overrides), log_level)
 
 
 @train_app.command("xray")

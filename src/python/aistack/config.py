@@ -37,6 +37,54 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8088
 
+    # Security (docs/SECURITY.md)
+    auth: bool = Field(
+        True, description="on: API keys are required (AISTACK_AUTH=on|off; `make run` turns it off)"
+    )
+    v1_open: bool = Field(
+        False, description="let the 2020 v1 prediction routes through without a key (old clients)"
+    )
+    public_base_url: str | None = Field(
+        None, description="base of URLs in responses (default http://HOST:PORT), not Host"
+    )
+    trusted_proxies: str = Field(
+        "", description="comma-separated addresses whose X-Forwarded-* headers are believed"
+    )
+    url_signing_key: str | None = Field(
+        None, description="secret signing stored-file URLs; default generated once in VAR_DIR"
+    )
+    file_url_ttl_s: int = Field(3600, description="how long a signed stored-file URL stays valid")
+    rate_limit: str = Field(
+        "100/second", description="per key (or per address without one); '' turns it off"
+    )
+    key_cache_s: float = Field(5.0, description="verified keys are trusted this long (revocation)")
+
+    # Slow or hostile clients (docs/RELIABILITY.md)
+    header_timeout_s: float = Field(10.0, description="request line and headers must arrive within")
+    body_idle_timeout_s: float = Field(15.0, description="longest pause between body chunks")
+    body_timeout_s: float = Field(120.0, description="a whole request body must arrive within")
+    max_body_bytes_in_flight: int = Field(
+        128 * 1024 * 1024, description="request bodies buffered at once; beyond it 503 at once"
+    )
+    linger_s: float = Field(
+        5.0, description="after an early error, unread body is drained this long before close"
+    )
+    max_concurrent_decodes: int = Field(
+        2, description="images decoded and rendered at once; bounds decode memory"
+    )
+    low_confidence_margin: float = Field(
+        0.2, description="a prediction is low-confidence when its top two classes are closer"
+    )
+
+    @property
+    def resolved_public_base_url(self) -> str:
+        """Where clients reach this service; a wildcard bind address is no such place."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.var_dir / 'aistack.db'}"

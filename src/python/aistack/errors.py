@@ -1,17 +1,24 @@
-"""One home for the errors the core raises; each carries the HTTP status the APIs answer with."""
+"""One home for the errors the core raises; each carries the HTTP status the APIs answer with.
+
+Every ``code`` here is listed in docs/API.md's error table (a test keeps the two in step).
+"""
 
 from __future__ import annotations
 
 
 class AistackError(Exception):
-    """Base error: a stable machine-readable ``code``, a human message and an HTTP status."""
+    """Base error: a stable machine-readable ``code``, a human message and an HTTP status.
+
+    ``headers`` travel with the response (``Retry-After``, ``WWW-Authenticate``, ``Allow``).
+    """
 
     status: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
 
 
 class BadRequest(AistackError):
@@ -31,6 +38,44 @@ class EmptyInput(BadRequest):
     code = "empty_input"
 
 
+class InvalidJson(BadRequest):
+    code = "invalid_json"
+
+
+class Unauthorized(AistackError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(AistackError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(AistackError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(AistackError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class RequestTimeout(AistackError):
+    status = 408
+    code = "request_timeout"
+
+
+class PayloadTooLarge(AistackError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ImageTooLarge(PayloadTooLarge):
+    code = "image_too_large"
+
+
 class NotAnImage(BadRequest):
     status = 415
     code = "not_an_image"
@@ -46,23 +91,24 @@ class UnsupportedMediaType(BadRequest):
     code = "unsupported_media_type"
 
 
+class InvalidRequest(AistackError):
+    status = 422
+    code = "invalid_request"
+
+
 class CorruptImage(BadRequest):
     status = 422
     code = "corrupt_image"
 
 
-class PayloadTooLarge(AistackError):
-    status = 413
-    code = "payload_too_large"
+class NotAChestXray(BadRequest):
+    status = 422
+    code = "not_a_chest_xray"
 
 
-class ImageTooLarge(PayloadTooLarge):
-    code = "image_too_large"
-
-
-class NotFound(AistackError):
-    status = 404
-    code = "not_found"
+class RateLimited(AistackError):
+    status = 429
+    code = "rate_limited"
 
 
 class NotReady(AistackError):
@@ -73,3 +119,14 @@ class NotReady(AistackError):
 class ServiceBusy(AistackError):
     status = 503
     code = "service_busy"
+
+
+def all_error_classes() -> list[type[AistackError]]:
+    """Every error class, base included: what docs/API.md must list."""
+    found: list[type[AistackError]] = [AistackError]
+    pending = [AistackError]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            found.append(sub)
+            pending.append(sub)
+    return found
