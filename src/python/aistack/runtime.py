@@ -72,6 +72,8 @@ class Runtime:
             max_pixels=self.settings.max_pixels,
             covid_threshold=self.settings.covid_threshold,
             heatmap_alpha=self.settings.heatmap_alpha,
+            max_concurrent_decodes=self.settings.max_concurrent_decodes,
+            low_confidence_margin=self.settings.low_confidence_margin,
         )
         self._service = XrayService(engine, self.store, self.files, policy)
         self.ready_after_s = round(time.monotonic() - self.started_at, 2)

@@ -36,6 +36,8 @@ class XrayPolicy:
     max_pixels: int
     covid_threshold: float
     heatmap_alpha: float
+    max_concurrent_decodes: int = 2
+    low_confidence_margin: float = 0.2
 
 
 def is_covid_positive(probabilities: np.ndarray, threshold: float) -> bool:
@@ -44,6 +46,12 @@ def is_covid_positive(probabilities: np.ndarray, threshold: float) -> bool:
         int(np.argmax(probabilities)) == COVID_INDEX
         and float(probabilities[COVID_INDEX]) > threshold
     )
+
+
+def is_low_confidence(probabilities: np.ndarray, margin: float) -> bool:
+    """The top two classes are closer than ``margin``: the label is a near coin-toss."""
+    top_two = np.sort(np.asarray(probabilities, dtype=np.float64))[-2:]
+    return bool(top_two[1] - top_two[0] < margin)
 
 
 @dataclass(frozen=True)
@@ -87,18 +95,25 @@ class XrayService:
         self.files = files
         self.policy = policy
         self._count = 0
+        # Decoding and rendering hold the image in memory: bound how many do so at once.
+        self._decode_slots = threading.BoundedSemaphore(max(1, policy.max_concurrent_decodes))
 
     def predict(self, data: bytes, heatmap: bool, endpoint: str) -> PredictionRecord:
         """Decode with limits, run the model once, render and store; raises 4xx errors."""
         started = time.perf_counter()
-        run = run_model(self.engine, data, self.policy.max_pixels, heatmap, self.policy.max_bytes)
-        probabilities = run.probabilities
-
         prediction_id = uuid.uuid4().hex
+        with self._decode_slots:
+            run = run_model(
+                self.engine, data, self.policy.max_pixels, heatmap, self.policy.max_bytes
+            )
+            rendered = self._render(run) if run.heatmap is not None else None
+        probabilities = run.probabilities
         image_file = self.files.write(SOURCE, f"{prediction_id}.{_extension(run.image)}", data)
         heatmap_file = overlay_file = None
-        if run.heatmap is not None:
-            heatmap_file, overlay_file = self._render(prediction_id, run)
+        if rendered is not None:
+            name = f"{prediction_id}.jpg"
+            heatmap_file = self.files.write(HEATMAP, name, rendered[0])
+            overlay_file = self.files.write(RESULT, name, rendered[1])
 
         classes = self.engine.info.classes
         record = PredictionRecord(
@@ -121,13 +136,10 @@ class XrayService:
         self._maybe_sweep()
         return record
 
-    def _render(self, prediction_id: str, run: ModelRun) -> tuple[str, str]:
+    def _render(self, run: ModelRun) -> tuple[bytes, bytes]:
+        """(heatmap JPEG, overlay JPEG)."""
         colored, blended = render_heatmaps(run.image, run.heatmap, self.policy.heatmap_alpha)
-        name = f"{prediction_id}.jpg"
-        return (
-            self.files.write(HEATMAP, name, encode_jpeg(colored)),
-            self.files.write(RESULT, name, encode_jpeg(blended)),
-        )
+        return encode_jpeg(colored), encode_jpeg(blended)
 
     def _maybe_sweep(self) -> None:
         """Every SWEEP_EVERY predictions, old files go, off the request path."""
