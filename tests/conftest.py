@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from aistack.bench.local_server import LocalServer, start_local_server
@@ -41,7 +42,10 @@ def sample_images(xray_test_dir: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    """The real standalone service with the committed model, on 127.0.0.1."""
+    """The real standalone service with the committed model, on 127.0.0.1, auth on.
+
+    ``live_server.api_key`` is an admin key; ``api`` below is a client that sends it.
+    """
     if not (MODEL_DIR / "1" / "saved_model.pb").is_file():
         pytest.fail(f"the committed model is missing at {MODEL_DIR}/1")
     server = start_local_server(
@@ -49,3 +53,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServe
     )
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def api(live_server: LocalServer) -> Iterator[httpx.Client]:
+    """An HTTP client for the live server that authenticates as its admin key."""
+    with live_server.client() as client:
+        yield client

@@ -22,18 +22,19 @@ HEATMAP_LABELS = {
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-def test_healthcheck_text_is_the_2020_json_string(live_server, method):
-    response = httpx.request(method, f"{live_server.url}/covid19/api/v1/healthcheck")
+def test_healthcheck_text_is_the_2020_json_string(api, live_server, method):
+    response = api.request(method, f"/covid19/api/v1/healthcheck")
     assert response.status_code == 200
     assert response.json() == "Covid19 detector API is live!\n\n"
 
 
-def test_the_2020_notebook_client_works_unchanged(live_server, sample_images):
-    """Exactly what the 2020 notebook did: requests.post(data={'b64': base64 bytes})."""
+def test_the_2020_notebook_client_works_with_a_key(api, live_server, sample_images):
+    """What the 2020 notebook did, requests.post(data={'b64': base64 bytes}), plus a key."""
     path = sample_images["covid"]
     response = requests.post(
         f"{live_server.url}{PREDICT}",
         data={"b64": base64.b64encode(open(path, "rb").read())},  # noqa: SIM115
+        headers=live_server.headers,
         timeout=30,
     )
     assert response.status_code == 200
@@ -50,24 +51,26 @@ def test_the_2020_notebook_client_works_unchanged(live_server, sample_images):
 
 
 @pytest.mark.parametrize("variant", ["urlencoded-b64", "multipart-b64", "multipart-file"])
-def test_predict_accepts_every_documented_form(live_server, sample_images, variant):
+def test_predict_accepts_every_documented_form(api, live_server, sample_images, variant):
     data = sample_images["normal"].read_bytes()
-    url = f"{live_server.url}{PREDICT}"
     if variant == "urlencoded-b64":
-        response = httpx.post(url, data={"b64": base64.b64encode(data).decode()})
+        response = api.post(PREDICT, data={"b64": base64.b64encode(data).decode()})
     elif variant == "multipart-b64":
-        response = httpx.post(url, files={"b64": (None, base64.b64encode(data).decode())})
+        response = api.post(PREDICT, files={"b64": (None, base64.b64encode(data).decode())})
     else:
-        response = httpx.post(url, files={"file": ("x.jpeg", data, "image/jpeg")})
+        response = api.post(PREDICT, files={"file": ("x.jpeg", data, "image/jpeg")})
     assert response.status_code == 200, response.text
     assert response.json()["X-Ray_Classification_Result"] in V1_CLASS_NAMES
 
 
-def test_heatmap_answer_has_the_2020_keys_and_fetchable_urls(live_server, sample_images):
+def test_heatmap_answer_has_the_2020_keys_and_fetchable_urls(api, live_server, sample_images):
     path = sample_images["covid"]
     data = path.read_bytes()
     response = requests.post(
-        f"{live_server.url}{HEATMAP}", data={"b64": base64.b64encode(data)}, timeout=30
+        f"{live_server.url}{HEATMAP}",
+        data={"b64": base64.b64encode(data)},
+        headers=live_server.headers,
+        timeout=30,
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -99,18 +102,18 @@ def test_heatmap_answer_has_the_2020_keys_and_fetchable_urls(live_server, sample
     assert np.abs(picture[:, :, 0].astype(int) - picture[:, :, 2].astype(int)).mean() > 5
 
 
-def test_every_heatmap_request_gets_its_own_files(live_server, sample_images):
+def test_every_heatmap_request_gets_its_own_files(api, live_server, sample_images):
     data = base64.b64encode(sample_images["pneumonia_bac"].read_bytes()).decode()
     first, second = (
-        httpx.post(f"{live_server.url}{HEATMAP}", data={"b64": data}).json() for _ in range(2)
+        api.post(f"{HEATMAP}", data={"b64": data}).json() for _ in range(2)
     )
     assert first["Output_Heatmap"] != second["Output_Heatmap"]
     assert first["Input_Image"] != second["Input_Image"]
 
 
-def test_a_trailing_slash_less_predict_is_redirected_not_lost(live_server, sample_images):
+def test_a_trailing_slash_less_predict_is_redirected_not_lost(api, live_server, sample_images):
     data = base64.b64encode(sample_images["normal"].read_bytes()).decode()
-    response = httpx.post(
-        f"{live_server.url}/covid19/api/v1/predict", data={"b64": data}, follow_redirects=True
+    response = api.post(
+        f"/covid19/api/v1/predict", data={"b64": data}, follow_redirects=True
     )
     assert response.status_code == 200

@@ -16,10 +16,10 @@ from tests.conftest import MODEL_DIR
 PREDICTIONS = "/api/v2/xray/predictions"
 
 
-def test_json_prediction_with_heatmap(live_server, sample_images):
+def test_json_prediction_with_heatmap(api, live_server, sample_images):
     data = sample_images["covid"].read_bytes()
-    response = httpx.post(
-        f"{live_server.url}{PREDICTIONS}", json={"image_b64": b64(data), "heatmap": True}
+    response = api.post(
+        f"{PREDICTIONS}", json={"image_b64": b64(data), "heatmap": True}
     )
     assert response.status_code == 201, response.text
     body = response.json()
@@ -40,19 +40,19 @@ def test_json_prediction_with_heatmap(live_server, sample_images):
         assert fetched.headers["content-type"].startswith("image/")
 
 
-def test_without_heatmap_no_heatmap_is_rendered(live_server, sample_images):
+def test_without_heatmap_no_heatmap_is_rendered(api, live_server, sample_images):
     data = sample_images["normal"].read_bytes()
-    body = httpx.post(
-        f"{live_server.url}{PREDICTIONS}", json={"image_b64": b64(data), "heatmap": False}
+    body = api.post(
+        f"{PREDICTIONS}", json={"image_b64": b64(data), "heatmap": False}
     ).json()
     assert body["heatmap_url"] is None and body["overlay_url"] is None
     assert body["image_url"] is not None
 
 
-def test_multipart_file_and_heatmap_field(live_server, sample_images):
+def test_multipart_file_and_heatmap_field(api, live_server, sample_images):
     data = sample_images["pneumonia_bac"].read_bytes()
-    response = httpx.post(
-        f"{live_server.url}{PREDICTIONS}",
+    response = api.post(
+        f"{PREDICTIONS}",
         files={"file": ("a.jpeg", data, "image/jpeg")},
         data={"heatmap": "false"},
     )
@@ -60,27 +60,33 @@ def test_multipart_file_and_heatmap_field(live_server, sample_images):
     assert response.json()["heatmap_url"] is None
 
 
-def test_a_prediction_can_be_read_back_by_id(live_server, sample_images):
+def test_a_prediction_can_be_read_back_by_id(api, live_server, sample_images):
     data = sample_images["covid"].read_bytes()
-    response = httpx.post(f"{live_server.url}{PREDICTIONS}", json={"image_b64": b64(data)})
+    response = api.post(f"{PREDICTIONS}", json={"image_b64": b64(data)})
     created = response.json()
     assert response.headers["location"].endswith(f"{PREDICTIONS}/{created['id']}")
-    fetched = httpx.get(response.headers["location"])
+    fetched = api.get(response.headers["location"])
     assert fetched.status_code == 200
     assert fetched.json() == created
 
 
-def test_unknown_id_is_a_404_json_error(live_server):
-    response = httpx.get(f"{live_server.url}{PREDICTIONS}/does-not-exist")
+def test_unknown_id_is_a_404_json_error(api, live_server):
+    response = api.get(f"{PREDICTIONS}/{'0' * 32}")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_malformed_id_is_a_422_json_error(api, live_server):
+    response = api.get(f"{PREDICTIONS}/does-not-exist")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
 
 
 MODEL_CARD_TEST_CORRECT = 23
 """The committed model's figure on xray/test as its model card reports it (of 27)."""
 
 
-def test_the_service_reproduces_the_model_card_figure(live_server, xray_test_dir):
+def test_the_service_reproduces_the_model_card_figure(api, live_server, xray_test_dir):
     """Every test image through the whole service gives the label offline evaluation gives."""
     offline = {
         p["image"]: p["predicted"]
@@ -89,8 +95,8 @@ def test_the_service_reproduces_the_model_card_figure(live_server, xray_test_dir
     served, correct = {}, 0
     for truth in CLASSES:
         for path in sorted((xray_test_dir / truth).iterdir()):
-            body = httpx.post(
-                f"{live_server.url}{PREDICTIONS}",
+            body = api.post(
+                f"{PREDICTIONS}",
                 json={"image_b64": b64(path.read_bytes()), "heatmap": False},
                 timeout=30,
             ).json()
@@ -101,23 +107,23 @@ def test_the_service_reproduces_the_model_card_figure(live_server, xray_test_dir
     assert correct >= MODEL_CARD_TEST_CORRECT
 
 
-def test_health_readiness_and_docs(live_server):
-    assert httpx.get(f"{live_server.url}/healthz").json() == {"status": "ok"}
-    ready = httpx.get(f"{live_server.url}/readyz").json()
+def test_health_readiness_and_docs(api, live_server):
+    assert api.get(f"/healthz").json() == {"status": "ok"}
+    ready = api.get(f"/readyz").json()
     assert ready["status"] == "ready"
     assert ready["model"] == {"name": "covid19", "version": 1}
-    assert httpx.get(f"{live_server.url}/docs").status_code == 200
-    paths = httpx.get(f"{live_server.url}/openapi.json").json()["paths"]
+    assert api.get(f"/docs").status_code == 200
+    paths = api.get(f"/openapi.json").json()["paths"]
     assert {"/api/v2/xray/predictions", "/covid19/api/v1/predict/heatmap"} <= set(paths)
 
 
-def test_recent_predictions_are_listed_newest_first(live_server, sample_images):
+def test_recent_predictions_are_listed_newest_first(api, live_server, sample_images):
     data = sample_images["normal"].read_bytes()
     ids = [
-        httpx.post(f"{live_server.url}{PREDICTIONS}", json={"image_b64": b64(data)}).json()["id"]
+        api.post(f"{PREDICTIONS}", json={"image_b64": b64(data)}).json()["id"]
         for _ in range(3)
     ]
-    listed = httpx.get(f"{live_server.url}{PREDICTIONS}", params={"limit": 3}).json()
+    listed = api.get(f"{PREDICTIONS}", params={"limit": 3}).json()
     assert [p["id"] for p in listed] == ids[::-1]
-    bad = httpx.get(f"{live_server.url}{PREDICTIONS}", params={"limit": 0})
+    bad = api.get(f"{PREDICTIONS}", params={"limit": 0})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"

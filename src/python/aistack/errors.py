@@ -14,11 +14,15 @@ class AistackError(Exception):
 
     status: int = 500
     code: str = "internal_error"
+    retry_after_s: int | None = None
+    """Set on errors worth retrying: the response then says when (``Retry-After``)."""
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        if self.retry_after_s is not None:
+            self.headers.setdefault("Retry-After", str(self.retry_after_s))
 
 
 class BadRequest(AistackError):
@@ -109,16 +113,19 @@ class NotAChestXray(BadRequest):
 class RateLimited(AistackError):
     status = 429
     code = "rate_limited"
+    retry_after_s = 1
 
 
 class NotReady(AistackError):
     status = 503
     code = "not_ready"
+    retry_after_s = 5
 
 
 class ServiceBusy(AistackError):
     status = 503
     code = "service_busy"
+    retry_after_s = 1
 
 
 def all_error_classes() -> list[type[AistackError]]:

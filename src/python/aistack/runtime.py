@@ -11,6 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from aistack.auth.keys import KeyStore
+from aistack.auth.ratelimit import RateLimiter
+from aistack.auth.signing import UrlSigner, load_or_create_secret
 from aistack.config import Settings
 from aistack.errors import NotReady
 from aistack.inference.batcher import MicroBatcher
@@ -45,6 +48,12 @@ class Runtime:
         self.load_error: str | None = None
         self.store = PredictionStore(settings.resolved_database_url)
         self.store.create_schema()
+        self.keys = KeyStore(self.store.engine, cache_s=settings.key_cache_s)
+        self.limiter = RateLimiter(settings.rate_limit)
+        self.signer = UrlSigner(
+            load_or_create_secret(settings.var_dir, settings.url_signing_key),
+            settings.file_url_ttl_s,
+        )
         self.files = FileStore(
             settings.var_dir / "static", retention_seconds=settings.file_retention_hours * 3600
         )

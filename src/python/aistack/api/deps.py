@@ -1,6 +1,8 @@
-"""Request-scoped access to the runtime and its files' public URLs."""
+"""Request-scoped access to the runtime, and the public URLs that responses carry."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from fastapi import Request
 
@@ -16,8 +18,14 @@ def get_service(request: Request) -> XrayService:
     return get_runtime(request).service
 
 
-def file_url(request: Request, kind: str, name: str | None) -> str | None:
-    """Absolute URL of a stored file (honours X-Forwarded-* behind a proxy)."""
+def public_url(runtime: Runtime, path: str) -> str:
+    """An absolute URL under the configured public base, never under the request's Host."""
+    return f"{runtime.settings.resolved_public_base_url}{path}"
+
+
+def file_url(runtime: Runtime, kind: str, name: str | None) -> str | None:
+    """A stored file's URL, signed so that its holder may fetch it for a while without a key."""
     if name is None:
         return None
-    return str(request.url_for("static", path=f"{kind}/{name}"))
+    token = runtime.signer.token(f"{kind}/{name}")
+    return public_url(runtime, f"/static/{kind}/{quote(name)}?token={token}")

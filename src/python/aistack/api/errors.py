@@ -8,10 +8,43 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from aistack.errors import AistackError
+from aistack.errors import (
+    AistackError,
+    BadRequest,
+    Forbidden,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    RequestTimeout,
+    ServiceBusy,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from aistack.logs import log_event
 
 log = logging.getLogger(__name__)
+
+CODE_FOR_STATUS = {
+    error.status: error.code
+    for error in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        RequestTimeout,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        InvalidRequest,
+        RateLimited,
+        ServiceBusy,
+    )
+}
+"""Codes for errors raised by the framework (404, 405, ...), all listed in docs/API.md."""
 
 
 def error_response(
@@ -22,24 +55,47 @@ def error_response(
     )
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path (a 405 must list them all in ``Allow``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+def _logged(request: Request, status: int, code: str) -> None:
+    level = logging.WARNING if status >= 500 else logging.INFO
+    log_event("request_failed", level, path=request.url.path, status=status, code=code)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AistackError)
-    async def on_aistack_error(_: Request, error: AistackError) -> JSONResponse:
+    async def on_aistack_error(request: Request, error: AistackError) -> JSONResponse:
+        _logged(request, error.status, error.code)
         return error_response(error.status, error.code, error.message, error.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         details = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in error.errors()
         )
-        return error_response(422, "invalid_request", details or "invalid request")
+        _logged(request, 422, InvalidRequest.code)
+        return error_response(422, InvalidRequest.code, details or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = "not_found" if error.status_code == 404 else "http_error"
-        return error_response(error.status_code, code, str(error.detail))
+    async def on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        status = error.status_code
+        code = CODE_FOR_STATUS.get(status, "bad_request" if status < 500 else "internal_error")
+        headers = dict(error.headers or {})
+        if status == 405:
+            headers["Allow"] = allowed_methods(request)
+        _logged(request, status, code)
+        return error_response(status, code, str(error.detail), headers)
 
     @app.exception_handler(Exception)
-    async def on_unexpected(_: Request, error: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error")
+        _logged(request, 500, "internal_error")
         return error_response(500, "internal_error", "internal error; see the server log")

@@ -10,7 +10,13 @@ import re
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from aistack.errors import EmptyInput, InvalidBase64, MissingInput, UnsupportedMediaType
+from aistack.errors import (
+    BadRequest,
+    EmptyInput,
+    InvalidBase64,
+    MissingInput,
+    UnsupportedMediaType,
+)
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 DATA_URL_PREFIX = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
@@ -54,6 +60,8 @@ async def image_from_form(request: Request, max_bytes: int) -> tuple[bytes, dict
     form = await request.form(max_files=2, max_fields=20, max_part_size=max_bytes)
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     upload = form.get("file")
+    if "file" in form and "b64" in form:
+        raise BadRequest("send the image once: form field 'b64' or file 'file', not both")
     if isinstance(upload, UploadFile):
         data = await upload.read()
         if not data:

@@ -86,6 +86,10 @@ def endpoint_url(url: str, endpoint: str) -> str:
     return url.rstrip("/") + ENDPOINTS[endpoint]
 
 
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 async def _post(
     http: httpx.AsyncClient, target: str, body: _Body, client: int, t0: float, timeout_s: float
 ) -> RequestResult:
@@ -115,6 +119,7 @@ async def run_benchmark_async(
     timeout_s: float = 60,
     on_result: Callable[[RequestResult], None] | None = None,
     stagger: bool = False,
+    api_key: str | None = None,
 ) -> BenchmarkRun:
     """Async form of :func:`run_benchmark`, for callers already inside an event loop."""
     if clients < 1:
@@ -126,7 +131,9 @@ async def run_benchmark_async(
     results: list[RequestResult] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
-    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits) as http:
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_s), limits=limits, headers=auth_headers(api_key)
+    ) as http:
 
         async def one_client(index: int) -> None:
             shift = index % len(bodies) if stagger else 0
@@ -158,12 +165,14 @@ def run_benchmark(
     timeout_s: float = 60,
     on_result: Callable[[RequestResult], None] | None = None,
     stagger: bool = False,
+    api_key: str | None = None,
 ) -> BenchmarkRun:
     """Post every image once per client, all clients at once; ``clients * len(images)`` requests.
 
     ``stagger`` starts client *i* at image *i* so clients do not send the same image in
     lockstep; the 2020 experiment had every client go through the folder in order.
+    ``api_key`` is sent as a bearer token (servers with AISTACK_AUTH=on need one).
     """
     return asyncio.run(
-        run_benchmark_async(url, images, clients, endpoint, timeout_s, on_result, stagger)
+        run_benchmark_async(url, images, clients, endpoint, timeout_s, on_result, stagger, api_key)
     )

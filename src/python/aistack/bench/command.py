@@ -36,6 +36,7 @@ def bench_command(
     plot_path: Path | None,
     console: Console,
     timeout_s: float = 60,
+    api_key: str | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark with a progress bar, print the report, write the optional files.
 
@@ -51,7 +52,7 @@ def bench_command(
     )
     progress, on_result = progress_callback(clients * len(images), console)
     with progress:
-        run = run_benchmark(url, images, clients, endpoint, timeout_s, on_result)
+        run = run_benchmark(url, images, clients, endpoint, timeout_s, on_result, api_key=api_key)
     summary = summarize(run)
     console.print(format_text(summary), highlight=False, markup=False)
     if json_out is not None:

@@ -21,13 +21,31 @@ def free_port() -> int:
 
 @dataclass
 class LocalServer:
-    """A started server; ``ready_s`` is process start to ``/readyz`` = 200."""
+    """A started server; ``ready_s`` is process start to ``/readyz`` = 200.
+
+    ``api_key`` is an admin key created for it (None when it runs with auth off).
+    """
 
     url: str
     var_dir: Path
     process: subprocess.Popen
     log_path: Path
     ready_s: float = field(default=0.0)
+    api_key: str | None = None
+    database_url: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def client(self, **kwargs) -> httpx.Client:
+        """An HTTP client for this server, carrying its admin key."""
+        kwargs.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.url, headers=self.headers, **kwargs)
+
+    def create_key(self, name: str, role: str) -> str:
+        """Another key in the server's database (valid at once: only hits are cached)."""
+        return create_key(self.database_url, name, role)
 
     @property
     def pid(self) -> int:
@@ -52,13 +70,33 @@ class LocalServer:
             self.process.kill()
 
 
+def create_key(database_url: str, name: str, role: str) -> str:
+    from aistack.auth.keys import KeyStore  # noqa: PLC0415 - only when keys are made
+    from aistack.store import PredictionStore  # noqa: PLC0415
+
+    store = PredictionStore(database_url)
+    try:
+        store.create_schema()
+        return KeyStore(store.engine, cache_s=0).create(name, role)[1]
+    finally:
+        store.close()
+
+
 def start_local_server(
     var_dir: Path, env: dict[str, str] | None = None, timeout_s: float = 90
 ) -> LocalServer:
-    """Start and wait until ready; raises with the server's log if it exits or hangs."""
+    """Start and wait until ready; raises with the server's log if it exits or hangs.
+
+    Unless ``env`` turns auth off, an admin key is created first (``LocalServer.api_key``).
+    """
     port = free_port()
     var_dir.mkdir(parents=True, exist_ok=True)
     log_path = var_dir / "server.log"
+    env = {"AISTACK_VAR_DIR": str(var_dir), **(env or {})}
+    database_url = env.get("AISTACK_DATABASE_URL") or f"sqlite:///{var_dir / 'aistack.db'}"
+    auth = {**os.environ, **env}.get("AISTACK_AUTH", "on")
+    auth_on = auth.lower() not in {"off", "false", "0", "no"}
+    api_key = create_key(database_url, f"local-admin-{port}", "admin") if auth_on else None
     started = time.monotonic()
     process = subprocess.Popen(
         [
@@ -71,7 +109,7 @@ def start_local_server(
             "--log-level",
             "warning",
         ],
-        env={**os.environ, "AISTACK_VAR_DIR": str(var_dir), **(env or {})},
+        env={**os.environ, **env},
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
     )
@@ -81,9 +119,8 @@ def start_local_server(
             raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return LocalServer(
-                    url, var_dir, process, log_path, round(time.monotonic() - started, 2)
-                )
+                ready_s = round(time.monotonic() - started, 2)
+                return LocalServer(url, var_dir, process, log_path, ready_s, api_key, database_url)
         except httpx.TransportError:
             pass
         time.sleep(0.05)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -35,6 +35,7 @@ class PredictionRecord:
     image_file: str | None = None
     heatmap_file: str | None = None
     overlay_file: str | None = None
+    client: str | None = None
 
     @classmethod
     def create(cls, **values: Any) -> PredictionRecord:
@@ -93,8 +94,13 @@ class PredictionStore:
         return self._engine
 
     def create_schema(self) -> None:
-        """Create missing tables; existing ones are left untouched."""
+        """Create missing tables, and add nullable columns that newer versions introduced.
+
+        Only additive, nullable columns are added in place, so a database written by an
+        older aistack keeps its rows and works with this one.
+        """
         Base.metadata.create_all(self._engine)
+        add_missing_nullable_columns(self._engine)
 
     def add(self, record: PredictionRecord) -> None:
         row = PredictionRow(**{name: getattr(record, name) for name in _COLUMNS})
@@ -113,13 +119,15 @@ class PredictionStore:
             row = session.get(PredictionRow, prediction_id)
             return None if row is None else _to_record(row)
 
-    def recent(self, limit: int = 50) -> list[PredictionRecord]:
-        """Newest first; ``id`` breaks ties between identical timestamps deterministically."""
+    def recent(self, limit: int = 50, client: str | None = None) -> list[PredictionRecord]:
+        """Newest first (of ``client``'s alone when given); ``id`` breaks timestamp ties."""
         query = (
             select(PredictionRow)
             .order_by(PredictionRow.created_at.desc(), PredictionRow.id.desc())
             .limit(limit)
         )
+        if client is not None:
+            query = query.where(PredictionRow.client == client)
         with self._sessions() as session:
             return [_to_record(row) for row in session.scalars(query)]
 
@@ -127,5 +135,35 @@ class PredictionStore:
         with self._sessions() as session:
             return session.scalar(select(func.count()).select_from(PredictionRow)) or 0
 
+    def existing_ids(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` have a row (the file sweep's test for orphans)."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            query = select(PredictionRow.id).where(PredictionRow.id.in_(chunk))
+            with self._sessions() as session:
+                found.update(session.scalars(query))
+        return found
+
     def close(self) -> None:
         self._engine.dispose()
+
+
+def add_missing_nullable_columns(engine: Engine) -> list[str]:
+    """``ALTER TABLE ... ADD`` each nullable model column the live table lacks."""
+    inspector = inspect(engine)
+    added = []
+    for table in Base.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as connection:
+                connection.execute(
+                    text(f"ALTER TABLE {table.name} ADD {column.name} {kind}")  # names from code
+                )
+            added.append(f"{table.name}.{column.name}")
+    return added

@@ -75,3 +75,18 @@ class PredictionRow(Base):
     image_file: Mapped[str | None] = mapped_column(String(255), nullable=True)
     heatmap_file: Mapped[str | None] = mapped_column(String(255), nullable=True)
     overlay_file: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    """Name of the API key that asked for it (None when auth is off or v1 is open)."""
+
+
+class ApiKeyRow(Base):
+    """An API key: only its SHA-256 is stored; the key itself is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    key_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -19,6 +19,7 @@ from aistack.imaging.decode import DecodedImage, decode_image
 from aistack.imaging.overlay import blend, colorize_heatmap, encode_jpeg, fit_within
 from aistack.imaging.preprocess import DECODE_MIN_SIDE, to_grayscale_uint8, to_model_input
 from aistack.inference.engine import InferenceEngine
+from aistack.logs import log_event
 from aistack.store import PredictionRecord, PredictionStore
 from aistack.xray.files import HEATMAP, RESULT, SOURCE, FileStore
 from aistack.xray.labels import COVID_INDEX
@@ -98,8 +99,13 @@ class XrayService:
         # Decoding and rendering hold the image in memory: bound how many do so at once.
         self._decode_slots = threading.BoundedSemaphore(max(1, policy.max_concurrent_decodes))
 
-    def predict(self, data: bytes, heatmap: bool, endpoint: str) -> PredictionRecord:
-        """Decode with limits, run the model once, render and store; raises 4xx errors."""
+    def predict(
+        self, data: bytes, heatmap: bool, endpoint: str, client: str | None = None
+    ) -> PredictionRecord:
+        """Decode with limits, run the model once, render and store; raises 4xx errors.
+
+        ``client`` names the API key that asked (it may read the prediction back).
+        """
         started = time.perf_counter()
         prediction_id = uuid.uuid4().hex
         with self._decode_slots:
@@ -131,8 +137,19 @@ class XrayService:
             image_file=image_file,
             heatmap_file=heatmap_file,
             overlay_file=overlay_file,
+            client=client,
         )
         self.store.add(record)
+        log_event(
+            "prediction",
+            prediction_id=record.id,
+            endpoint=endpoint,
+            client=client,
+            label=record.label,
+            covid_positive=record.covid_positive,
+            model_version=record.model_version,
+            latency_ms=record.latency_ms,
+        )
         self._maybe_sweep()
         return record
 
