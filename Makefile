@@ -39,8 +39,9 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
+# A new version beside the served one; `aistack models label stable N` serves it.
 train: $(RUNTIME_STAMP)
-	$(BIN)/aistack train xray --data $(DATA)/xray/train --out models/covid19 --version 1
+	$(BIN)/aistack train xray --data $(DATA)/xray/train --out models/covid19
 
 evaluate: $(RUNTIME_STAMP)
 	$(BIN)/aistack evaluate xray --data $(DATA)/xray/test --json-out var/evaluation.json

@@ -33,6 +33,8 @@ def test_bench_cli_against_the_live_server(live_server, xray_test_dir, tmp_path)
             str(report),
             "--plot",
             str(plot),
+            "--api-key",
+            live_server.create_key(f"bench-{tmp_path.name}", "predict"),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -50,3 +52,16 @@ def test_bench_cli_rejects_an_unknown_endpoint(live_server, tmp_path):
     )
     assert result.exit_code != 0
     assert "v1-heatmap" in result.output
+
+
+def test_bench_without_a_key_reports_every_request_refused(live_server, xray_test_dir, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    source = sorted((xray_test_dir / "normal").iterdir())[0]
+    shutil.copy(source, images / source.name)
+    report = tmp_path / "bench.json"
+    args = ["bench", "--url", live_server.url, "--images", str(images), "--clients", "1"]
+    result = CliRunner().invoke(app, [*args, "--json-out", str(report)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["ok"] == 0 and summary["requests"] == 1

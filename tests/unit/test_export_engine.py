@@ -1,7 +1,8 @@
 """SavedModel export (TF Serving layout, four signatures) and the in-process engine over it.
 
 Two small random-weight models are exported as versions 3 and 5 of one model folder, so
-every check can tell which version answered.
+every check can tell which version answered. Neither is labelled: with two versions, the
+engine loads only the one it is told to.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tensorflow as tf
 from aistack.imaging.decode import decode_image
 from aistack.imaging.preprocess import to_model_input
 from aistack.inference.savedmodel import SavedModelEngine
+from aistack.inference.versions import VersionNotChosen, set_label
 from aistack.xray.export import MODEL_INFO_FILE, decode_batch, export_saved_model
 from aistack.xray.labels import CLASSES
 from aistack.xray.model import build_classifier
@@ -75,7 +77,7 @@ def loaded(model_dir: Path):
 
 @pytest.fixture(scope="module")
 def engine(model_dir: Path) -> SavedModelEngine:
-    return SavedModelEngine.from_model_dir(model_dir)
+    return SavedModelEngine.from_model_dir(model_dir, version=5)
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +202,7 @@ def test_gradcam_pixels_heatmap_is_normalised(loaded, pixels):
 # --------------------------------------------------------------------------- engine
 
 
-def test_engine_serves_the_highest_version(engine, models, pixels):
+def test_engine_serves_the_version_it_is_given(engine, models, pixels):
     assert engine.info.version == 5
     assert engine.info.image_size == SIZE
     assert engine.info.classes == CLASSES
@@ -219,6 +221,25 @@ def test_engine_serves_a_requested_version(model_dir: Path, models, pixels):
     out = engine.infer(pixels, heatmap=False)
     expected = np.asarray(models[3](pixels.astype("float32"), training=False))
     np.testing.assert_allclose(out.probabilities, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_engine_never_picks_the_highest_of_several_versions_itself(model_dir: Path):
+    with pytest.raises(VersionNotChosen, match="aistack models label stable"):
+        SavedModelEngine.from_model_dir(model_dir)
+
+
+def test_engine_serves_the_version_labelled_stable(model_dir: Path, tmp_path: Path, models, pixels):
+    labelled = tmp_path / "m"
+    labelled.mkdir()
+    for version in (3, 5):
+        (labelled / str(version)).symlink_to(model_dir / str(version), target_is_directory=True)
+    set_label(labelled, "stable", 3)
+    engine = SavedModelEngine.from_model_dir(labelled, version=None)
+    assert engine.info.version == 3
+    expected = np.asarray(models[3](pixels.astype("float32"), training=False))
+    np.testing.assert_allclose(
+        engine.infer(pixels, heatmap=False).probabilities, expected, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_engine_rejects_a_missing_version_and_empty_folders(model_dir: Path, tmp_path: Path):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from aistack.xray.files import HEATMAP, RESULT, SOURCE, FileStore
+from aistack.xray.files import HEATMAP, ORPHAN_GRACE_SECONDS, RESULT, SOURCE, FileStore
 
 
 def test_write_is_atomic_and_readable(tmp_path):
@@ -57,3 +57,31 @@ def test_sweep_tolerates_files_appearing_and_vanishing(tmp_path):
         stop.set()
         thread.join()
     assert errors == []
+
+
+def test_sweep_removes_orphans_past_the_grace_period_only(tmp_path):
+    """A crash between writing the files and the row leaves orphans; the sweep takes them."""
+    files = FileStore(tmp_path, retention_seconds=7 * 24 * 3600)
+    kept = files.path(SOURCE, files.write(SOURCE, "a" * 32 + ".jpg", b"x"))
+    orphan = files.path(RESULT, files.write(RESULT, "b" * 32 + ".jpg", b"x"))
+    young_orphan = files.path(HEATMAP, files.write(HEATMAP, "c" * 32 + ".jpg", b"x"))
+    old = time.time() - ORPHAN_GRACE_SECONDS - 60
+    for path in (kept, orphan):
+        os.utime(path, (old, old))
+    asked: list[list[str]] = []
+
+    def known_ids(ids: list[str]) -> set[str]:
+        asked.append(ids)
+        return {"a" * 32}
+
+    assert files.sweep(known_ids=known_ids) == 1
+    assert kept.exists() and not orphan.exists() and young_orphan.exists()
+    assert asked == [["a" * 32, "b" * 32]]  # only files past the grace period are looked up
+
+
+def test_sweep_without_a_row_lookup_keeps_orphans(tmp_path):
+    files = FileStore(tmp_path)
+    orphan = files.path(RESULT, files.write(RESULT, "b" * 32 + ".jpg", b"x"))
+    old = time.time() - ORPHAN_GRACE_SECONDS - 60
+    os.utime(orphan, (old, old))
+    assert files.sweep() == 0 and orphan.exists()

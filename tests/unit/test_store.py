@@ -114,3 +114,41 @@ def test_in_memory_url_shares_one_database() -> None:
     store.add(make_record())
     assert store.count() == 1
     store.close()
+
+
+def test_recent_of_one_client_and_existing_ids(store: PredictionStore) -> None:
+    mine = make_record(1, client="alice")
+    theirs = make_record(2, client="bob")
+    anonymous = make_record(3)
+    for record in (mine, theirs, anonymous):
+        store.add(record)
+    assert [r.id for r in store.recent(10, client="alice")] == [mine.id]
+    assert len(store.recent(10)) == 3
+    assert store.existing_ids([mine.id, "f" * 32, anonymous.id]) == {mine.id, anonymous.id}
+
+
+def test_a_database_from_before_the_client_column_is_upgraded_in_place(db_path: Path) -> None:
+    """A var/aistack.db written by the previous release keeps its rows and gains the column."""
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as connection:
+        connection.execute(
+            "CREATE TABLE predictions (id VARCHAR(32) PRIMARY KEY, created_at DATETIME, "
+            "model_name VARCHAR(128), model_version INTEGER, input_sha256 VARCHAR(64), "
+            "probabilities VARCHAR(1024), label VARCHAR(32), covid_positive BOOLEAN, "
+            "threshold FLOAT, latency_ms FLOAT, endpoint VARCHAR(32), image_file VARCHAR(255), "
+            "heatmap_file VARCHAR(255), overlay_file VARCHAR(255))"
+        )
+        connection.execute(
+            "INSERT INTO predictions VALUES ('" + "a" * 32 + "', '2024-05-01 12:00:00', "
+            "'covid19', 1, 'x', '{\"covid\": 1.0, \"normal\": 0.0, \"pneumonia_bac\": 0.0}', "
+            "'covid', 1, 0.65, 3.0, 'v2', NULL, NULL, NULL)"
+        )
+    store = PredictionStore(f"sqlite:///{db_path}")
+    try:
+        store.create_schema()
+        old = store.get("a" * 32)
+        assert old is not None and old.client is None and old.label == "covid"
+        store.add(make_record(5, client="alice"))
+        assert [r.client for r in store.recent(5)] == ["alice", None]
+    finally:
+        store.close()

@@ -1,12 +1,14 @@
 """Training smoke test through the CLI (train → evaluate → predict), and the fold split.
 
 The CLI run trains on the real training folder, limited to 4 images per class at 64 px for
-one epoch with 2 folds, so it checks the wiring, not the accuracy.
+one epoch with 2 folds, so it checks the wiring, not the accuracy: a new version beside the
+served one, its card, its recorded evaluation, and serving only once it is labelled.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -20,6 +22,7 @@ from aistack.cli import app
 from aistack.xray.dataset import LabelledImages
 from aistack.xray.labels import CLASSES
 from aistack.xray.train import TrainingConfig, fold_indices, limit_per_class
+from tests.conftest import MODEL_DIR
 
 OVERLAY_MAX_SIDE = 768
 
@@ -43,39 +46,36 @@ def flat(output: str) -> str:
 # --------------------------------------------------------------------------- CLI
 
 
+def invoke(runner: CliRunner, *args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
 @pytest.mark.slow
 def test_train_evaluate_predict_through_the_cli(
     tmp_path: Path, xray_train_dir: Path, xray_test_dir: Path, sample_images: dict[str, Path]
 ):
+    """Training adds version 2 beside a served version 1, which stays served until labelled."""
     runner = CliRunner()
     models = tmp_path / "models"
+    shutil.copytree(MODEL_DIR / "1", models / "1")  # served: the only version, no label file
+    served_before = (models / "1" / "saved_model.pb").read_bytes()
+    train_args = ["train", "xray", "--data", xray_train_dir, "--out", models, "--epochs", 1]
+    train_args += ["--folds", 2, "--limit-per-class", 4, "--image-size", 64]
 
-    trained = runner.invoke(
-        app,
-        [
-            "train",
-            "xray",
-            "--data",
-            str(xray_train_dir),
-            "--out",
-            str(models),
-            "--epochs",
-            "1",
-            "--folds",
-            "2",
-            "--limit-per-class",
-            "4",
-            "--image-size",
-            "64",
-        ],
-    )
+    trained = invoke(runner, *train_args)
     assert trained.exit_code == 0, trained.output
-    version_dir = models / "1"
+    # Off a terminal, progress is plain stderr lines: every epoch, every finished fold.
+    assert "fold 1/2 epoch 1/1 loss=" in trained.stderr
+    assert "fold 2/2 done: best epoch 1" in trained.stderr
+    assert "served: version 1 (label stable)" in trained.stdout
+    assert json.loads((models / "version_labels.json").read_text()) == {"stable": 1}
+    assert (models / "1" / "saved_model.pb").read_bytes() == served_before
+    version_dir = models / "2"
     assert (version_dir / "saved_model.pb").is_file()
     info = json.loads((version_dir / "assets.extra" / "model_info.json").read_text())
     assert info["classes"] == list(CLASSES)
     assert info["image_size"] == 64
-    assert info["version"] == 1
+    assert info["version"] == 2
     assert info["members"] == 2
     training = info["training"]
     assert training["config"]["epochs"] == 1
@@ -86,20 +86,25 @@ def test_train_evaluate_predict_through_the_cli(
     assert sum(fold["val_images"] for fold in training["folds"]) == training["images"]
     assert 0.0 <= training["out_of_fold_accuracy"] <= 1.0
     assert np.sum(training["out_of_fold_confusion"]) == training["images"]
+    assert training["trained_at"].endswith("+00:00")
+    assert training["command"].startswith("aistack train xray --data ")
+    card = (version_dir / "MODEL_CARD.md").read_text()
+    assert "version 2" in card.splitlines()[0]
+    assert training["command"] in card
+    assert f"Out-of-fold accuracy {training['out_of_fold_accuracy']:.3f}" in card
+    assert "Not yet evaluated" in card
+    assert "--model-version 2 --record" in card
+
+    again = invoke(runner, *train_args, "--model-version", 2)
+    assert again.exit_code != 0
+    assert "exists and versions are never overwritten" in flat(again.output)
+    assert (version_dir / "MODEL_CARD.md").read_text() == card
 
     eval_json = tmp_path / "eval.json"
-    evaluated = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "xray",
-            "--data",
-            str(xray_test_dir),
-            "--model-dir",
-            str(models),
-            "--json-out",
-            str(eval_json),
-        ],
+    evaluated = invoke(
+        runner,
+        *("evaluate", "xray", "--data", xray_test_dir, "--model-dir", models),
+        *("--model-version", 2, "--json-out", eval_json, "--record"),
     )
     assert evaluated.exit_code == 0, evaluated.output
     result = json.loads(eval_json.read_text())
@@ -124,29 +129,32 @@ def test_train_evaluate_predict_through_the_cli(
         assert row["support"] == matrix[CLASSES.index(name)].sum()
     assert result["roc_auc_ovr"] is not None
     assert 0.0 <= result["roc_auc_ovr"] <= 1.0
-    assert result["model"] == {"name": "models", "version": 1}
+    assert result["model"] == {"name": "models", "version": 2}
+    recorded = (version_dir / "MODEL_CARD.md").read_text()
+    assert "Not yet evaluated" not in recorded
+    assert f"**{result['correct']}/27 correct (accuracy {result['accuracy']:.3f})**" in recorded
+    assert recorded.count("## Test") == 1
+    assert recorded.startswith(card[: card.index("<!-- aistack:evaluation:start -->")])
 
     image = sample_images["covid"]
+    served = invoke(runner, "predict", image, "--model-dir", models)
+    assert served.exit_code == 0, served.output
+    assert json.loads(served.stdout)["model"]["version"] == 1, "not served until labelled"
+
+    labelled = invoke(runner, "models", "label", "stable", 2, "--model-dir", models)
+    assert labelled.exit_code == 0, labelled.output
     overlay = tmp_path / "h.png"
-    predicted = runner.invoke(
-        app,
-        [
-            "predict",
-            str(image),
-            "--model-dir",
-            str(models),
-            "--heatmap",
-            str(overlay),
-        ],
-    )
+    predicted = invoke(runner, "predict", image, "--model-dir", models, "--heatmap", overlay)
     assert predicted.exit_code == 0, predicted.output
+    line = json.loads(predicted.stdout)
+    assert line["model"] == {"name": "models", "version": 2}
+    assert line["heatmap"] == str(overlay)
     written = cv2.imread(str(overlay), cv2.IMREAD_UNCHANGED)
     assert written is not None, "the heatmap file is not a decodable image"
     assert overlay.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert written.shape[:2] == expected_overlay_size(image)
     assert written.shape[:2] != Image.open(image).size[::-1], "the sample should be downscaled"
     assert written.ndim == 3 and written.shape[2] == 3
-    assert "label" in predicted.output
 
 
 def test_train_rejects_a_missing_data_folder(tmp_path: Path):

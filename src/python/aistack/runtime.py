@@ -20,6 +20,7 @@ from aistack.inference.batcher import MicroBatcher
 from aistack.inference.engine import InferenceEngine
 from aistack.store import PredictionStore
 from aistack.xray.files import FileStore
+from aistack.xray.plausibility import load_for_version
 from aistack.xray.service import XrayPolicy, XrayService
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,16 @@ class Runtime:
             max_concurrent_decodes=self.settings.max_concurrent_decodes,
             low_confidence_margin=self.settings.low_confidence_margin,
         )
-        self._service = XrayService(engine, self.store, self.files, policy)
+        input_check = load_for_version(self.settings.model_dir / str(engine.info.version))
+        if input_check is None:
+            log.warning("no input check for this model version: any picture will be classified")
+        self._service = XrayService(engine, self.store, self.files, policy, input_check)
+        swept = self._service.sweep_files()  # what a crash or a long stop left behind
+        if swept:
+            log.info("swept %d stored files (expired, or orphaned by a crash)", swept)
         self.ready_after_s = round(time.monotonic() - self.started_at, 2)
-        log.info("ready after %.2f s", self.ready_after_s)
+        info = engine.info
+        log.info("model %s v%d ready after %.2f s", info.name, info.version, self.ready_after_s)
 
     @property
     def ready(self) -> bool:

@@ -15,32 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from aistack.inference.engine import EngineOutput, ModelInfo
+from aistack.inference.versions import available_versions as available_versions
+from aistack.inference.versions import resolve_version_dir as resolve_version_dir
 from aistack.xray.export import MODEL_INFO_FILE
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 log = logging.getLogger(__name__)
-
-
-def available_versions(model_dir: Path) -> list[int]:
-    """Integer version folders holding a SavedModel, ascending (TF Serving's rule)."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(
-        int(p.name)
-        for p in model_dir.iterdir()
-        if p.name.isdigit() and (p / "saved_model.pb").is_file()
-    )
-
-
-def resolve_version_dir(model_dir: Path, version: int | None = None) -> Path:
-    versions = available_versions(model_dir)
-    if not versions:
-        raise FileNotFoundError(f"no SavedModel versions under {model_dir}")
-    if version is None:
-        return model_dir / str(versions[-1])
-    if version not in versions:
-        raise FileNotFoundError(f"version {version} not in {model_dir} (have {versions})")
-    return model_dir / str(version)
 
 
 class SavedModelEngine:
@@ -67,6 +47,10 @@ class SavedModelEngine:
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, version: int | None = None) -> SavedModelEngine:
+        """``version``, else the one ``version_labels.json`` labels stable, else the only one.
+
+        Never simply the highest: a newly trained version is served only once chosen.
+        """
         return cls(resolve_version_dir(model_dir, version))
 
     def warm_up(self, batch_sizes: tuple[int, ...]) -> None:

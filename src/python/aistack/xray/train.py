@@ -176,9 +176,15 @@ def _train_member(
 
 
 def train(
-    data_dir: Path, config: TrainingConfig, report: ProgressReport | None = None
+    data_dir: Path,
+    config: TrainingConfig,
+    report: ProgressReport | None = None,
+    fold_done: Callable[[FoldResult], None] | None = None,
 ) -> tuple[keras.Model, TrainingResult]:
-    """Train one member per fold; return their average and the cross-validation record."""
+    """Train one member per fold; return their average and the cross-validation record.
+
+    ``report`` hears every epoch, ``fold_done`` every finished fold: a long run shows progress.
+    """
     started = time.perf_counter()
     images = limit_per_class(load_images(data_dir, config.image_size), config.limit_per_class)
     x, y = images.pixels, images.labels
@@ -193,6 +199,8 @@ def train(
         out_of_fold[val_idx] = np.asarray(scores).argmax(axis=1)
         members.append(member)
         folds.append(result)
+        if fold_done is not None:
+            fold_done(result)
     classes = int(y.max()) + 1
     confusion = np.zeros((classes, classes), int)
     np.add.at(confusion, (y, out_of_fold), 1)
