@@ -49,7 +49,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServe
     if not (MODEL_DIR / "1" / "saved_model.pb").is_file():
         pytest.fail(f"the committed model is missing at {MODEL_DIR}/1")
     server = start_local_server(
-        tmp_path_factory.mktemp("server-var"), env={"AISTACK_MODEL_DIR": str(MODEL_DIR)}
+        tmp_path_factory.mktemp("server-var"),
+        env={"AISTACK_MODEL_DIR": str(MODEL_DIR), "AISTACK_KEY_CACHE_S": "1"},
     )
     yield server
     server.stop()

@@ -23,7 +23,7 @@ HEATMAP_LABELS = {
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_healthcheck_text_is_the_2020_json_string(api, live_server, method):
-    response = api.request(method, f"/covid19/api/v1/healthcheck")
+    response = api.request(method, "/covid19/api/v1/healthcheck")
     assert response.status_code == 200
     assert response.json() == "Covid19 detector API is live!\n\n"
 
@@ -114,6 +114,6 @@ def test_every_heatmap_request_gets_its_own_files(api, live_server, sample_image
 def test_a_trailing_slash_less_predict_is_redirected_not_lost(api, live_server, sample_images):
     data = base64.b64encode(sample_images["normal"].read_bytes()).decode()
     response = api.post(
-        f"/covid19/api/v1/predict", data={"b64": data}, follow_redirects=True
+        "/covid19/api/v1/predict", data={"b64": data}, follow_redirects=True
     )
     assert response.status_code == 200

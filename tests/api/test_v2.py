@@ -108,12 +108,12 @@ def test_the_service_reproduces_the_model_card_figure(api, live_server, xray_tes
 
 
 def test_health_readiness_and_docs(api, live_server):
-    assert api.get(f"/healthz").json() == {"status": "ok"}
-    ready = api.get(f"/readyz").json()
+    assert api.get("/healthz").json() == {"status": "ok"}
+    ready = api.get("/readyz").json()
     assert ready["status"] == "ready"
     assert ready["model"] == {"name": "covid19", "version": 1}
-    assert api.get(f"/docs").status_code == 200
-    paths = api.get(f"/openapi.json").json()["paths"]
+    assert api.get("/docs").status_code == 200
+    paths = api.get("/openapi.json").json()["paths"]
     assert {"/api/v2/xray/predictions", "/covid19/api/v1/predict/heatmap"} <= set(paths)
 
 

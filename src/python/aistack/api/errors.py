@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from aistack.errors import (
     AistackError,
@@ -55,14 +55,16 @@ def error_response(
     )
 
 
-def allowed_methods(request: Request) -> str:
-    """Every method some route serves on this path (a 405 must list them all in ``Allow``)."""
+def allowed_methods(request: Request) -> set[str]:
+    """Every method the OpenAPI document lists for this path (a 405 must name them all)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods.update(method.upper() for method in operations)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return methods
 
 
 def _logged(request: Request, status: int, code: str) -> None:
@@ -90,7 +92,8 @@ def install_error_handlers(app: FastAPI) -> None:
         code = CODE_FOR_STATUS.get(status, "bad_request" if status < 500 else "internal_error")
         headers = dict(error.headers or {})
         if status == 405:
-            headers["Allow"] = allowed_methods(request)
+            known = {m.strip() for m in headers.get("Allow", "").split(",") if m.strip()}
+            headers["Allow"] = ", ".join(sorted(known | allowed_methods(request)))
         _logged(request, status, code)
         return error_response(status, code, str(error.detail), headers)
 

@@ -47,8 +47,17 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def image_from_form(request: Request, max_bytes: int) -> tuple[bytes, dict[str, str]]:
-    """The image from form field ``b64`` or file part ``file``, plus the other text fields."""
+IMAGE_FIELDS = frozenset({"b64", "file"})
+
+
+async def image_from_form(
+    request: Request, max_bytes: int, other_fields: frozenset[str] = frozenset()
+) -> tuple[bytes, dict[str, str]]:
+    """The image from form field ``b64`` or file part ``file``, plus ``other_fields``.
+
+    Exactly one image field, and no field the endpoint does not know: a typo such as
+    ``heatmpa`` is an error, not silently ignored.
+    """
     kind = media_type(request)
     if kind not in FORM_TYPES:
         if not kind and not await request.body():
@@ -58,10 +67,14 @@ async def image_from_form(request: Request, max_bytes: int) -> tuple[bytes, dict
             "application/x-www-form-urlencoded or multipart/form-data"
         )
     form = await request.form(max_files=2, max_fields=20, max_part_size=max_bytes)
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    upload = form.get("file")
+    unknown = sorted(set(form.keys()) - IMAGE_FIELDS - other_fields)
+    if unknown:
+        allowed = ", ".join(sorted(IMAGE_FIELDS | other_fields))
+        raise BadRequest(f"unexpected form field {unknown[0][:40]!r}; expected {allowed}")
     if "file" in form and "b64" in form:
         raise BadRequest("send the image once: form field 'b64' or file 'file', not both")
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    upload = form.get("file")
     if isinstance(upload, UploadFile):
         data = await upload.read()
         if not data:

@@ -31,7 +31,12 @@ FORM_BODY = {
         "required": True,
         "content": {
             "application/x-www-form-urlencoded": {
-                "schema": {"type": "object", "properties": {"b64": B64_FIELD}, "required": ["b64"]}
+                "schema": {
+                    "type": "object",
+                    "properties": {"b64": B64_FIELD},
+                    "required": ["b64"],
+                    "additionalProperties": False,
+                }
             },
             "multipart/form-data": {
                 "schema": {
@@ -40,7 +45,9 @@ FORM_BODY = {
                         "b64": B64_FIELD,
                         "file": {"type": "string", "format": "binary", "minLength": 1},
                     },
-                    "oneOf": [{"required": ["b64"]}, {"required": ["file"]}],
+                    "additionalProperties": False,
+                    "minProperties": 1,
+                    "maxProperties": 1,
                 }
             },
         },

@@ -84,12 +84,20 @@ REQUEST_BODY = {
                         "file": {"type": "string", "format": "binary", "minLength": 1},
                         "heatmap": {"type": "boolean", "default": True},
                     },
+                    "additionalProperties": False,
                 }
             },
         },
     }
 }
 LOCATION = {"Location": {"description": "URL of the new prediction", "schema": {"type": "string"}}}
+READ_BACK = {
+    "GetPrediction": {
+        "operationId": "get_prediction",
+        "parameters": {"prediction_id": "$response.body#/id"},
+        "description": "the stored prediction",
+    }
+}
 
 
 def to_response(runtime: Runtime, record: PredictionRecord) -> Prediction:
@@ -144,7 +152,7 @@ def parse_json_request(body: bytes) -> PredictionRequest:
 async def _read_request(request: Request, max_bytes: int) -> tuple[bytes, bool]:
     kind = media_type(request)
     if kind in FORM_TYPES:
-        data, fields = await image_from_form(request, max_bytes)
+        data, fields = await image_from_form(request, max_bytes, frozenset({"heatmap"}))
         return data, _parse_form_bool(fields.get("heatmap", "true"))
     if kind != "application/json":
         if not kind and not await request.body():
@@ -166,7 +174,7 @@ async def _read_request(request: Request, max_bytes: int) -> tuple[bytes, bool]:
     response_model=Prediction,
     status_code=201,
     openapi_extra=REQUEST_BODY,
-    responses={201: {"description": "stored", "headers": LOCATION}}
+    responses={201: {"description": "stored", "headers": LOCATION, "links": READ_BACK}}
     | error_responses(*AUTH_ERRORS, *BODY_ERRORS),
 )
 async def create_prediction(

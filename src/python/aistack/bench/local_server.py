@@ -107,7 +107,7 @@ def start_local_server(
             "--port",
             str(port),
             "--log-level",
-            "warning",
+            "info",
         ],
         env={**os.environ, **env},
         stdout=log_path.open("wb"),

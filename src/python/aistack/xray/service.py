@@ -23,6 +23,7 @@ from aistack.logs import log_event
 from aistack.store import PredictionRecord, PredictionStore
 from aistack.xray.files import HEATMAP, RESULT, SOURCE, FileStore
 from aistack.xray.labels import COVID_INDEX
+from aistack.xray.plausibility import InputCheck
 
 OVERLAY_MAX_SIDE = 768
 """Rendered heatmaps are at most this many pixels on their longer side: cheap to encode,
@@ -68,10 +69,17 @@ def run_model(
     max_pixels: int,
     heatmap: bool,
     max_bytes: int | None = None,
+    input_check: InputCheck | None = None,
 ) -> ModelRun:
-    """Decode with limits, preprocess, and run the model once (with Grad-CAM if asked)."""
+    """Decode with limits, preprocess, check plausibility, run the model once.
+
+    ``input_check`` refuses pictures unlike the training X-rays (422 not_a_chest_xray)
+    before the model is asked; Grad-CAM comes from the same pass when ``heatmap``.
+    """
     image = decode_image(data, max_pixels, min_side=DECODE_MIN_SIDE, max_bytes=max_bytes)
     pixels = to_model_input(image.pixels, engine.info.image_size)
+    if input_check is not None:
+        input_check.check(pixels, image.width, image.height)
     output = engine.infer(pixels[np.newaxis], heatmap=heatmap)
     cam = output.heatmaps[0] if output.heatmaps is not None else None
     return ModelRun(image, output.probabilities[0], cam)
@@ -89,9 +97,15 @@ def render_heatmaps(
 
 class XrayService:
     def __init__(
-        self, engine: InferenceEngine, store: PredictionStore, files: FileStore, policy: XrayPolicy
+        self,
+        engine: InferenceEngine,
+        store: PredictionStore,
+        files: FileStore,
+        policy: XrayPolicy,
+        input_check: InputCheck | None = None,
     ) -> None:
         self.engine = engine
+        self.input_check = input_check
         self.store = store
         self.files = files
         self.policy = policy
@@ -110,7 +124,12 @@ class XrayService:
         prediction_id = uuid.uuid4().hex
         with self._decode_slots:
             run = run_model(
-                self.engine, data, self.policy.max_pixels, heatmap, self.policy.max_bytes
+                self.engine,
+                data,
+                self.policy.max_pixels,
+                heatmap,
+                self.policy.max_bytes,
+                self.input_check,
             )
             rendered = self._render(run) if run.heatmap is not None else None
         probabilities = run.probabilities
@@ -158,11 +177,15 @@ class XrayService:
         colored, blended = render_heatmaps(run.image, run.heatmap, self.policy.heatmap_alpha)
         return encode_jpeg(colored), encode_jpeg(blended)
 
+    def sweep_files(self) -> int:
+        """Remove stored files past retention and files whose row a crash never wrote."""
+        return self.files.sweep(known_ids=self.store.existing_ids)
+
     def _maybe_sweep(self) -> None:
-        """Every SWEEP_EVERY predictions, old files go, off the request path."""
+        """Every SWEEP_EVERY predictions, old and orphaned files go, off the request path."""
         self._count += 1
         if self._count % SWEEP_EVERY == 0:
-            threading.Thread(target=self.files.sweep, name="file-sweep", daemon=True).start()
+            threading.Thread(target=self.sweep_files, name="file-sweep", daemon=True).start()
 
 
 def _extension(image: DecodedImage) -> str:
