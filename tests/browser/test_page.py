@@ -50,14 +50,41 @@ def browser() -> Iterator[sync_api.Browser]:
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def predict_key(live_server) -> str:
+    return live_server.create_key(f"browser-{os.getpid()}", "predict")
+
+
 @pytest.fixture
-def page(browser, live_server) -> Iterator[sync_api.Page]:
+def bare_page(browser, live_server) -> Iterator[sync_api.Page]:
+    """The page as a new visitor sees it (no key yet); CSP violations are collected."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
+    page.csp_violations = []
+    page.on(
+        "console",
+        lambda m: (
+            page.csp_violations.append(m.text) if "Content Security Policy" in m.text else None
+        ),
+    )
     page.goto(f"{live_server.url}/")
     yield page
+    assert page.csp_violations == []
     context.close()
+
+
+@pytest.fixture
+def page(bare_page, predict_key) -> sync_api.Page:
+    """The page with a predict key entered once."""
+    enter_key(bare_page, predict_key)
+    return bare_page
+
+
+def enter_key(page, key: str) -> None:
+    by_id(page, "key-input").fill(key)
+    by_id(page, "key-save").click()
+    sync_api.expect(by_id(page, "key-status")).to_be_visible()
 
 
 def by_id(page, test_id: str):
@@ -115,12 +142,12 @@ def test_upload_shows_prediction_and_heatmap(page, sample_images) -> None:
     sync_api.expect(page.locator("#opacity-value")).to_have_text("80%")
 
 
-def test_server_error_is_shown(page, live_server, tmp_path) -> None:
+def test_server_error_is_shown(page, api, tmp_path) -> None:
     fake = tmp_path / "x.png"
     fake.write_text("this is plain text, not a PNG image\n")
     # What the API itself says about this file; the page must show that message.
-    response = httpx.post(
-        f"{live_server.url}/api/v2/xray/predictions",
+    response = api.post(
+        "/api/v2/xray/predictions",
         files={"file": ("x.png", fake.read_bytes(), "image/png")},
         data={"heatmap": "true"},
         timeout=60,
@@ -171,3 +198,82 @@ def test_screenshot_of_result(page, sample_images, tmp_path) -> None:
     assert len(data) > 10_000
     if SCREENSHOT_COPY:
         shutil.copyfile(shot, SCREENSHOT_COPY)
+
+
+def test_key_is_asked_for_once_and_kept_for_the_tab_only(
+    bare_page, browser, live_server, predict_key, sample_images
+):
+    sync_api.expect(by_id(bare_page, "key-panel")).to_be_visible()
+    sync_api.expect(by_id(bare_page, "auth-off")).to_be_hidden()
+    by_id(bare_page, "file-input").set_input_files(str(sample_images["normal"]))
+    sync_api.expect(by_id(bare_page, "error")).to_contain_text("API key")
+
+    enter_key(bare_page, predict_key)
+    bare_page.reload()
+    sync_api.expect(by_id(bare_page, "key-status")).to_be_visible()  # kept across reloads
+    upload_and_wait(bare_page, sample_images["normal"])
+    stored = bare_page.evaluate("() => sessionStorage.getItem('aistack.apiKey')")
+    assert stored == predict_key
+    assert bare_page.evaluate("() => localStorage.length") == 0  # never persisted
+
+    other = browser.new_context().new_page()
+    other.goto(f"{live_server.url}/")
+    sync_api.expect(by_id(other, "key-form")).to_be_visible()  # another tab: asked again
+    other.context.close()
+
+
+def test_a_refused_key_is_forgotten_and_asked_again(bare_page, sample_images):
+    enter_key(bare_page, "ask_" + "0" * 12 + "_" + "A" * 43)
+    by_id(bare_page, "file-input").set_input_files(str(sample_images["normal"]))
+    sync_api.expect(by_id(bare_page, "error")).to_contain_text("refused", timeout=RESULT_TIMEOUT_MS)
+    sync_api.expect(by_id(bare_page, "key-form")).to_be_visible()
+
+
+def test_a_rejected_upload_clears_the_previous_result(page, sample_images, tmp_path):
+    upload_and_wait(page, sample_images["covid"])
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    by_id(page, "file-input").set_input_files(str(text))
+    sync_api.expect(by_id(page, "result")).to_be_hidden()
+    assert by_id(page, "original-image").get_attribute("src") is None
+
+
+def test_result_shows_legend_and_a_consistent_covid_badge(page, sample_images):
+    upload_and_wait(page, sample_images["covid"])
+    sync_api.expect(by_id(page, "legend")).to_be_visible()
+    label = by_id(page, "label").inner_text().strip()
+    badge = by_id(page, "covid-flag").inner_text().strip()
+    if label != "Covid-19":
+        assert badge == "Covid-19 negative"
+    else:
+        assert badge in {"Covid-19 positive", "Covid-19 not confirmed (below threshold)"}
+
+
+def test_page_has_a_content_security_policy_and_favicon(live_server):
+    response = httpx.get(f"{live_server.url}/")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert (
+        httpx.get(f"{live_server.url}/favicon.ico").headers["content-type"].startswith("image/svg")
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    """What `make run` starts: auth off, loopback only."""
+    from aistack.bench.local_server import start_local_server  # noqa: PLC0415
+
+    server = start_local_server(tmp_path_factory.mktemp("demo"), env={"AISTACK_AUTH": "off"})
+    yield server
+    server.stop()
+
+
+def test_auth_off_is_said_loudly_on_the_page_and_in_the_log(browser, demo_server, sample_images):
+    page = browser.new_context().new_page()
+    page.goto(f"{demo_server.url}/")
+    sync_api.expect(by_id(page, "auth-off")).to_be_visible()
+    sync_api.expect(by_id(page, "auth-off")).to_contain_text("Authentication is OFF")
+    sync_api.expect(by_id(page, "key-panel")).to_be_hidden()
+    upload_and_wait(page, sample_images["normal"])  # no key needed
+    page.context.close()
+    assert "AUTHENTICATION IS OFF" in demo_server.log()
