@@ -26,8 +26,9 @@ $(DEV_STAMP): pyproject.toml $(RUNTIME_STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# The local demo: authentication off, so loopback only (serve refuses anything else).
 run: $(RUNTIME_STAMP)
-	$(BIN)/aistack serve --host $(HOST) --port $(PORT)
+	AISTACK_AUTH=off $(BIN)/aistack serve --host 127.0.0.1 --port $(PORT)
 
 test: $(DEV_STAMP) lint
 	$(BIN)/python -m pytest

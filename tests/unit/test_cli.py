@@ -389,3 +389,19 @@ def test_the_deferred_tensorflow_profiler_library_still_loads_when_used():
 
     assert callable(profiler_client._pywrap_profiler_plugin.trace)
     assert not isinstance(sys.modules[cli.TF_PROFILER_PLUGIN], cli._LoadOnFirstUse)
+
+
+def test_serve_refuses_auth_off_on_a_public_address(monkeypatch):
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from aistack.cli import app  # noqa: PLC0415
+    from aistack.config import get_settings  # noqa: PLC0415
+
+    monkeypatch.setenv("AISTACK_AUTH", "off")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "1"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code != 0
+    assert "loopback" in result.output

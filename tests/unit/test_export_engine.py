@@ -101,12 +101,15 @@ def test_version_folder_layout(model_dir: Path):
     assert info["name"] == "m"
 
 
-def test_export_replaces_an_existing_version(tmp_path: Path, models):
+def test_export_refuses_an_existing_version_unless_told(tmp_path: Path, models):
     base = tmp_path / "m"
     export_saved_model(models[3], base, version=1)
     stale = base / "1" / "stale.txt"
     stale.write_text("left from before")
-    export_saved_model(models[3], base, version=1, extra_info={"note": "second"})
+    with pytest.raises(FileExistsError):
+        export_saved_model(models[3], base, version=1)
+    assert stale.exists()
+    export_saved_model(models[3], base, version=1, extra_info={"note": "second"}, overwrite=True)
     assert not stale.exists()
     info = json.loads((base / "1" / MODEL_INFO_FILE).read_text())
     assert info["note"] == "second"

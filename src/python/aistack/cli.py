@@ -129,7 +129,25 @@ def serve(
 
     settings = get_settings()
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    run(settings.model_copy(update=overrides), log_level)
+    settings = settings.model_copy(update=overrides)
+    if not settings.auth and not _is_loopback(settings.host):
+        raise typer.BadParameter(
+            f"AISTACK_AUTH=off serves every prediction and stored X-ray to anyone who can "
+            f"connect; it is allowed on a loopback address only, not {settings.host!r}",
+            param_hint="--host",
+        )
+    run(settings, log_level)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress  # noqa: PLC0415
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # --------------------------------------------------------------------------- versions

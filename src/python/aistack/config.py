@@ -18,7 +18,9 @@ class Settings(BaseSettings):
 
     model_dir: Path = Field(PROJECT_ROOT / "models" / "covid19", description="TF Serving layout")
     model_name: str = "covid19"
-    model_version: int | None = Field(None, description="None serves the highest version")
+    model_version: int | None = Field(
+        None, description="version to serve; None: the 'stable' label, else the only version"
+    )
     var_dir: Path = Field(PROJECT_ROOT / "var", description="images, heatmaps and the database")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in var")
     file_retention_hours: float = Field(

@@ -94,9 +94,17 @@ def decode_batch(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def export_saved_model(
-    model: keras.Model, model_dir: Path, version: int, extra_info: dict | None = None
+    model: keras.Model,
+    model_dir: Path,
+    version: int,
+    extra_info: dict | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``model_dir/<version>/`` and return it; an existing version is replaced."""
+    """Write ``model_dir/<version>/`` and return it.
+
+    An existing version is never replaced unless ``overwrite`` says so: a served model must
+    not change under its version number.
+    """
     image_size = int(model.input_shape[1])
     gradcam = build_gradcam_function(model)
     bytes_spec = [tf.TensorSpec([None], tf.string, name="image_bytes")]
@@ -120,6 +128,8 @@ def export_saved_model(
 
     target = model_dir / str(version)
     if target.exists():
+        if not overwrite:
+            raise FileExistsError(f"{target} exists; a version is never written over")
         shutil.rmtree(target)
     archive.write_out(str(target), verbose=False)
     info = {
