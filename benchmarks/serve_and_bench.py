@@ -47,7 +47,7 @@ def main() -> None:
             rows = []
             for endpoint in ENDPOINTS:
                 for round_index in range(args.rounds):
-                    run = run_benchmark(url, images, args.clients, endpoint)
+                    run = run_benchmark(url, images, args.clients, endpoint, api_key=server.api_key)
                     summary = summarize(run)
                     name = f"{endpoint}-{round_index + 1}"
                     write_json(summary, run, args.out / f"{name}.json")
