@@ -7,7 +7,11 @@ say exactly what each input is.
 from __future__ import annotations
 
 import io
+import re
 import struct
+import subprocess
+import sys
+import textwrap
 import time
 import tracemalloc
 import zlib
@@ -27,7 +31,7 @@ from aistack.errors import (
     UnsupportedFormat,
 )
 from aistack.imaging import overlay
-from aistack.imaging.decode import decode_image
+from aistack.imaging.decode import JPEG_MAGIC, PNG_MAGIC, decode_image
 from aistack.imaging.overlay import (
     colorize_heatmap,
     encode_jpeg,
@@ -109,17 +113,29 @@ def test_decode_jpeg_gray_stays_single_channel() -> None:
     assert np.abs(decoded.pixels.astype(int) - pixels).max() <= 4
 
 
-def test_decode_jpeg_rgb_gives_bgr() -> None:
+def test_decode_jpeg_rgb_gives_luma() -> None:
     rgb = np.zeros((24, 48, 3), np.uint8)
-    rgb[:, :24] = (220, 20, 20)  # red left half
-    rgb[:, 24:] = (20, 20, 220)  # blue right half
+    rgb[:, :24] = (220, 20, 20)  # red left half: luma 0.299*220 + 0.587*20 + 0.114*20 = 80
+    rgb[:, 24:] = (20, 20, 220)  # blue right half: luma 43
     decoded = decode_image(pil_bytes(Image.fromarray(rgb, "RGB"), "JPEG", quality=95), MAX_PIXELS)
     assert decoded.format == "JPEG"
-    assert decoded.pixels.shape == (24, 48, 3)
+    assert decoded.pixels.shape == (24, 48)
     assert decoded.pixels.dtype == np.uint8
-    left, right = decoded.pixels[4:20, 4:20], decoded.pixels[4:20, 28:44]
-    assert left[..., 2].mean() > 200 and left[..., 0].mean() < 50  # red is channel 2 in BGR
-    assert right[..., 0].mean() > 200 and right[..., 2].mean() < 50
+    assert abs(decoded.pixels[4:20, 4:20].mean() - 80) < 3
+    assert abs(decoded.pixels[4:20, 28:44].mean() - 43) < 3
+
+
+def test_decode_jpeg_rgb_matches_luma_of_colour_decode() -> None:
+    """Gray straight from libjpeg (its Y channel) is what cvtColor made of the colour decode.
+
+    Only for colours inside the RGB gamut: saturated noise clips on the way to RGB.
+    """
+    base = gradient(48, 64).astype(int)
+    tinted = np.clip(np.stack([base + 12, base + 6, base], axis=2), 0, 255).astype(np.uint8)
+    data = pil_bytes(Image.fromarray(tinted, "RGB"), "JPEG", quality=90)
+    colour = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    expected = cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY).astype(int)
+    assert np.abs(decode_image(data, MAX_PIXELS).pixels.astype(int) - expected).max() <= 2
 
 
 def test_decode_png_gray_8bit_is_exact() -> None:
@@ -130,37 +146,55 @@ def test_decode_png_gray_8bit_is_exact() -> None:
     np.testing.assert_array_equal(decoded.pixels, pixels)
 
 
-def test_decode_png_rgb_8bit_is_exact_bgr() -> None:
+def luma(bgr: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(int)
+
+
+def test_decode_png_rgb_8bit_gives_luma() -> None:
     rgb = noise(17, 23)
     decoded = decode_image(pil_bytes(Image.fromarray(rgb, "RGB"), "PNG"), MAX_PIXELS)
+    assert decoded.pixels.shape == (17, 23)
     assert decoded.pixels.dtype == np.uint8
-    np.testing.assert_array_equal(decoded.pixels, rgb[..., ::-1])
+    # libpng's fixed-point luma may round differently from OpenCV's by one level.
+    assert np.abs(decoded.pixels.astype(int) - luma(rgb[..., ::-1].copy())).max() <= 1
 
 
-def test_decode_png_rgba_keeps_colour() -> None:
+def test_decode_png_rgba_ignores_alpha() -> None:
     rgba = noise(17, 23, channels=4)
     rgba[..., 3] = 128  # half transparent everywhere
     decoded = decode_image(pil_bytes(Image.fromarray(rgba, "RGBA"), "PNG"), MAX_PIXELS)
+    assert decoded.pixels.shape == (17, 23)
     assert decoded.pixels.dtype == np.uint8
-    # ANYCOLOR without UNCHANGED drops alpha: the colour channels come back as BGR.
-    assert decoded.pixels.shape == (17, 23, 3)
-    np.testing.assert_array_equal(decoded.pixels, rgba[..., 2::-1])
+    expected = luma(rgba[..., 2::-1].copy())  # alpha dropped, not composited
+    assert np.abs(decoded.pixels.astype(int) - expected).max() <= 1
 
 
-def test_decode_png_gray_16bit_keeps_depth_and_values() -> None:
+def test_decode_png_gray_16bit_keeps_the_high_byte() -> None:
     pixels = np.arange(20 * 30, dtype=np.uint16).reshape(20, 30) * 109  # up to 65291
     decoded = decode_image(cv2_bytes(pixels, ".png"), MAX_PIXELS)
     assert decoded.format == "PNG"
-    assert decoded.pixels.dtype == np.uint16
-    np.testing.assert_array_equal(decoded.pixels, pixels)
-    assert decoded.pixels.max() > 255
+    assert decoded.pixels.dtype == np.uint8
+    np.testing.assert_array_equal(decoded.pixels, pixels >> 8)
 
 
-def test_decode_png_rgb_16bit_keeps_depth() -> None:
+def test_decode_png_rgb_16bit_gives_8bit_luma() -> None:
     pixels = (noise(10, 12).astype(np.uint16) << 8) | 0xAB
     decoded = decode_image(cv2_bytes(pixels, ".png"), MAX_PIXELS)
-    assert decoded.pixels.dtype == np.uint16
-    np.testing.assert_array_equal(decoded.pixels, pixels)
+    assert decoded.pixels.shape == (10, 12)
+    assert decoded.pixels.dtype == np.uint8
+    expected = luma((pixels >> 8).astype(np.uint8))
+    assert np.abs(decoded.pixels.astype(int) - expected).max() <= 1
+
+
+@pytest.mark.parametrize("chunk", [b"gAMA", b"sRGB"])
+def test_png_gamma_chunks_do_not_change_the_gray(chunk: bytes) -> None:
+    """libpng would convert colour to gray in linear light; the model was trained on luma."""
+    plain = cv2_bytes(noise(20, 20), ".png")
+    payload = struct.pack(">I", 45455) if chunk == b"gAMA" else b"\x00"
+    tagged = plain[:33] + png_chunk(chunk, payload) + plain[33:]
+    np.testing.assert_array_equal(
+        decode_image(tagged, MAX_PIXELS).pixels, decode_image(plain, MAX_PIXELS).pixels
+    )
 
 
 MODEL_INPUT_CASES = {
@@ -170,6 +204,9 @@ MODEL_INPUT_CASES = {
     "png_rgb8": lambda: pil_bytes(Image.fromarray(noise(30, 50), "RGB"), "PNG"),
     "png_rgba8": lambda: pil_bytes(Image.fromarray(noise(30, 50, 4), "RGBA"), "PNG"),
     "png_gray16": lambda: cv2_bytes(np.full((30, 50), 40000, np.uint16), ".png"),
+    "png_rgba16": lambda: cv2_bytes(np.full((30, 50, 4), 40000, np.uint16), ".png"),
+    "png_palette": lambda: pil_bytes(Image.fromarray(noise(30, 50), "RGB").quantize(16), "PNG"),
+    "png_interlaced": lambda: pil_bytes(Image.fromarray(noise(30, 50, 1), "L"), "PNG"),
     "png_small": lambda: pil_bytes(Image.fromarray(noise(8, 5, 1), "L"), "PNG"),  # upsampled
 }
 
@@ -180,6 +217,13 @@ def test_to_model_input_shape_from_every_format(name: str) -> None:
     model_input = to_model_input(decoded.pixels, MODEL_SIZE)
     assert model_input.shape == (MODEL_SIZE, MODEL_SIZE, 1)
     assert model_input.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", MODEL_INPUT_CASES)
+def test_decode_gives_2d_uint8_from_every_format(name: str) -> None:
+    pixels = decode_image(MODEL_INPUT_CASES[name](), MAX_PIXELS).pixels
+    assert pixels.ndim == 2
+    assert pixels.dtype == np.uint8
 
 
 def test_to_model_input_maps_16bit_by_high_byte() -> None:
@@ -255,9 +299,38 @@ def test_png_declaring_huge_size_is_rejected_from_header() -> None:
 
 
 def test_png_declaring_huge_size_is_rejected_even_with_a_huge_limit() -> None:
-    """Pillow's decompression-bomb guard also answers 413, not a generic 422."""
-    with pytest.raises(ImageTooLarge):
+    """A limit above what the decoders accept is lowered to theirs: still a clear 413."""
+    with pytest.raises(ImageTooLarge, match="the limit is 1,073,741,824 pixels"):
         decode_image(png_declaring(100_000, 100_000), max_pixels=10**12)
+
+
+def png_header_only(width: int, height: int, bits: int, colour_type: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, bits, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", b"")
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "limit"), [(7070, 7071, 40_000_000), (100_000, 100_000, 50_000_000)]
+)
+def test_over_limit_message_states_the_image_and_the_configured_limit(
+    width: int, height: int, limit: int
+) -> None:
+    data = png_header_only(width, height, 16, 6) + png_chunk(b"IEND", b"")
+    with pytest.raises(ImageTooLarge) as raised:
+        decode_image(data, max_pixels=limit)
+    message = raised.value.message
+    assert f"{width}x{height} = {width * height:,} pixels" in message
+    assert "4 channel(s) of 16 bits" in message
+    assert message.endswith(f"the limit is {limit:,} pixels")
+    assert "89,478,485" not in message and "decompression" not in message  # not Pillow's
+
+
+def test_over_limit_jpeg_message_states_its_components() -> None:
+    data = bytearray(cv2_bytes(noise(16, 16), ".jpg"))
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 5000, 6000)  # height, width
+    with pytest.raises(ImageTooLarge, match=r"6000x5000 = 30,000,000 pixels, 3 channel\(s\) of 8"):
+        decode_image(bytes(data), MAX_PIXELS)
 
 
 def test_jpeg_declaring_huge_size_is_rejected_from_header() -> None:
@@ -288,8 +361,19 @@ def test_encoded_size_over_max_bytes_is_rejected_before_decoding() -> None:
 def test_reduced_decode_keeps_the_shorter_side_at_least_min_side() -> None:
     data = cv2_bytes(noise(1200, 2000, 3), ".jpg")
     pixels = decode_image(data, max_pixels=10_000_000, min_side=256).pixels
-    assert pixels.shape == (300, 500)  # 1/4 scale, gray; 1/8 would be 150 < 256
-    assert decode_image(data, max_pixels=10_000_000, min_side=700).pixels.shape == (1200, 2000, 3)
+    assert pixels.shape == (300, 500)  # 1/4 scale; 1/8 would be 150 < 256
+    assert decode_image(data, max_pixels=10_000_000, min_side=700).pixels.shape == (1200, 2000)
+
+
+@pytest.mark.parametrize(("height", "width"), [(1100, 1500), (1537, 1029), (2049, 4100)])
+def test_reduced_decode_is_exactly_opencvs_power_of_two_scaling(height: int, width: int) -> None:
+    """Training went through OpenCV's 1/2, 1/4, 1/8 DCT scaling: the pixels must not change."""
+    data = cv2_bytes(noise(height, width, 3, seed=height), ".jpg")
+    pixels = decode_image(data, max_pixels=10_000_000, min_side=512).pixels
+    reduction = {1029: 2, 1100: 2, 2049: 4}[min(height, width)]
+    flag = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4}[reduction]
+    expected = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    np.testing.assert_array_equal(pixels, expected)
 
 
 # --------------------------------------------------------------------------- damaged files
@@ -313,7 +397,7 @@ def test_truncated_png_is_corrupt(png_noise: bytes) -> None:
 def test_truncated_progressive_jpeg_is_corrupt() -> None:
     data = pil_bytes(Image.fromarray(noise(64, 64), "RGB"), "JPEG", progressive=True)
     assert data.count(b"\xff\xda") > 1  # several scans
-    assert decode_image(data, MAX_PIXELS).pixels.shape == (64, 64, 3)
+    assert decode_image(data, MAX_PIXELS).pixels.shape == (64, 64)
     for cut in (len(data) // 4, len(data) // 2, 3 * len(data) // 4):
         with pytest.raises(CorruptImage):
             decode_image(data[:cut], MAX_PIXELS)
@@ -324,7 +408,7 @@ def test_truncated_jpeg_with_embedded_preview_is_corrupt(jpeg_noise: bytes) -> N
     preview = cv2_bytes(gradient(8, 8), ".jpg")
     segment = b"\xff\xe2" + struct.pack(">H", len(preview) + 2) + preview
     data = jpeg_noise[:2] + segment + jpeg_noise[2:]
-    assert decode_image(data, MAX_PIXELS).pixels.shape == (64, 64, 3)
+    assert decode_image(data, MAX_PIXELS).pixels.shape == (64, 64)
     with pytest.raises(CorruptImage):
         decode_image(data[: len(segment) + len(jpeg_noise) // 2], MAX_PIXELS)
 
@@ -353,7 +437,139 @@ def test_png_with_trailing_garbage_still_decodes(png_noise: bytes) -> None:
     np.testing.assert_array_equal(decode_image(png_noise + b"junk" * 10, MAX_PIXELS).pixels, clean)
 
 
+EOI = b"\xff\xd9"
+IEND = png_chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.5, 0.9, 0.99])
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_truncated_jpeg_with_an_end_marker_appended_is_corrupt(
+    fraction: float, progressive: bool
+) -> None:
+    """Appending FFD9 fools an end-marker check; libjpeg's corrupt-data warning does not."""
+    data = pil_bytes(Image.fromarray(noise(256, 256), "RGB"), "JPEG", progressive=progressive)
+    cut = data[: int(len(data) * fraction)] + EOI
+    for min_side in (None, 64):  # DCT-scaled decoding reads all the entropy data too
+        with pytest.raises(CorruptImage, match="premature end"):
+            decode_image(cut, MAX_PIXELS, min_side=min_side)
+
+
+def split_idat(data: bytes, size: int) -> tuple[bytes, list[bytes]]:
+    """(signature + chunks before IDAT, the image data re-cut into IDAT chunks of ``size``)."""
+    first = data.find(b"IDAT") - 4
+    end = data.find(b"IEND") - 4
+    stream, position = b"", first
+    while position < end:
+        length = struct.unpack(">I", data[position : position + 4])[0]
+        stream += data[position + 8 : position + 8 + length]
+        position += 12 + length
+    return data[:first], [
+        png_chunk(b"IDAT", stream[i : i + size]) for i in range(0, len(stream), size)
+    ]
+
+
+def test_truncated_png_with_iend_appended_is_corrupt(png_noise: bytes) -> None:
+    head, idats = split_idat(png_noise, 1024)
+    assert len(idats) > 4
+    assert decode_image(head + b"".join(idats) + IEND, MAX_PIXELS).pixels.shape == (64, 64)
+    cuts = {
+        "inside_a_chunk": png_noise[: len(png_noise) // 2] + IEND,
+        "at_a_chunk_boundary": head + b"".join(idats[: len(idats) // 2]) + IEND,
+        "short_but_valid_zlib": head
+        + png_chunk(b"IDAT", zlib.compress(zlib.decompress(b"".join(c[8:-4] for c in idats))[:999]))
+        + IEND,
+    }
+    for name, data in cuts.items():
+        with pytest.raises(CorruptImage):
+            decode_image(data, MAX_PIXELS)
+            pytest.fail(f"{name} was accepted")
+
+
+def test_png_chunk_claiming_gigabytes_is_refused_from_the_header() -> None:
+    """OpenCV would allocate a chunk's declared length before finding the data missing."""
+    data = png_declaring(10, 10)
+    bomb = data[:33] + struct.pack(">I", 1_500_000_000) + b"tEXt" + b"x" * 20 + IEND
+    with pytest.raises(CorruptImage, match="chunk"):
+        decode_image(bomb, MAX_PIXELS)
+
+
+def test_animated_png_is_unsupported() -> None:
+    """OpenCV decodes APNG frames through full-size RGBA buffers whatever is asked for."""
+    data = png_declaring(10, 10)
+    animation = png_chunk(b"acTL", struct.pack(">II", 2, 0))
+    with pytest.raises(UnsupportedFormat, match="animated"):
+        decode_image(data[:33] + animation + data[33:], MAX_PIXELS)
+
+
+def test_cmyk_jpeg_is_unsupported() -> None:
+    data = pil_bytes(Image.new("CMYK", (16, 16), (10, 20, 30, 40)), "JPEG")
+    with pytest.raises(UnsupportedFormat, match="CMYK"):
+        decode_image(data, MAX_PIXELS)
+
+
+def test_12_bit_jpeg_is_unsupported() -> None:
+    data = bytearray(cv2_bytes(gradient(16, 16), ".jpg"))
+    data[data.find(b"\xff\xc0") + 4] = 12  # the frame's sample precision
+    with pytest.raises(UnsupportedFormat, match="12-bit"):
+        decode_image(bytes(data), MAX_PIXELS)
+
+
+WORST_PNG_MEMORY = textwrap.dedent(
+    """
+    import struct, sys, zlib
+    from aistack.imaging.decode import decode_image
+
+    def chunk(kind, payload):
+        crc = zlib.crc32(kind + payload)
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    def peak_mb():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+
+    side = int(sys.argv[1])
+    packer = zlib.compressobj(9)
+    row = bytes(1 + side * 8)  # filter byte + RGBA, 16 bits a sample
+    stream = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    data = (
+        b"\\x89PNG\\r\\n\\x1a\\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 16, 6, 0, 0, 0))
+        + chunk(b"IDAT", stream)
+        + chunk(b"IEND", b"")
+    )
+    before = peak_mb()
+    pixels = decode_image(data, side * side).pixels
+    print(pixels.shape[0], pixels.shape[1], pixels.dtype, peak_mb() - before)
+    """
+)
+
+
+def test_worst_case_png_decodes_without_a_full_size_rgba16_copy() -> None:
+    """A 16-bit RGBA PNG costs about its gray output (twice: OpenCV's array is copied for
+    Python), not the 8 bytes a pixel of a colour decode."""
+    side = 4000
+    result = subprocess.run(
+        [sys.executable, "-c", WORST_PNG_MEMORY, str(side)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    height, width, dtype, growth_mb = result.stdout.split()
+    assert (int(height), int(width), dtype) == (side, side, "uint8")
+    gray_mb = side * side / 2**20
+    assert float(growth_mb) < 3 * gray_mb  # an RGBA16 intermediate alone would be 8 * gray_mb
+
+
 # --------------------------------------------------------------------------- wrong inputs
+
+
+def jpeg_with_size(height: int, width: int) -> bytes:
+    data = bytearray(cv2_bytes(gradient(16, 16), ".jpg"))
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
 
 
 def other_format(image_format: str) -> bytes:
@@ -374,6 +590,20 @@ BAD_INPUTS: dict[str, tuple[bytes, type[AistackError]]] = {
     "png_signature_then_garbage": (b"\x89PNG\r\n\x1a\n" + b"garbage!" * 40, CorruptImage),
     "png_without_ihdr": (png_declaring(10, 10).replace(b"IHDR", b"IHDX"), CorruptImage),
     "png_huge": (png_declaring(100_000, 100_000), ImageTooLarge),
+    "png_zero_width": (png_declaring(0, 10), CorruptImage),
+    "png_zero_height": (png_declaring(10, 0), CorruptImage),
+    "png_ihdr_bad_crc": (
+        png_declaring(10, 10)[:29] + b"\x00\x00\x00\x00" + png_declaring(10, 10)[33:],
+        CorruptImage,
+    ),
+    "png_invalid_colour_type": (png_header_only(10, 10, 8, 5) + IEND, CorruptImage),
+    "png_invalid_bit_depth": (png_header_only(10, 10, 3, 0) + IEND, CorruptImage),
+    "png_iend_before_idat": (png_declaring(10, 10)[:33] + IEND, CorruptImage),
+    "jpeg_soi_then_eoi": (b"\xff\xd8\xff\xd9", CorruptImage),
+    "jpeg_zero_height": (jpeg_with_size(0, 16), CorruptImage),
+    "jpeg_zero_width": (jpeg_with_size(16, 0), CorruptImage),
+    "jpeg_scan_before_frame": (b"\xff\xd8\xff\xda\x00\x08" + bytes(6) + EOI, CorruptImage),
+    "jpeg_segment_length_zero": (b"\xff\xd8\xff\xe0\x00\x00" + bytes(40) + EOI, CorruptImage),
 }
 
 
@@ -393,6 +623,71 @@ def test_every_decode_error_is_a_client_error(name: str) -> None:
     assert 400 <= error.status < 500
     assert error.code and error.code != "internal_error"
     assert error.message
+
+
+OBJECT_REPR = re.compile(r"<[^<>]*object at 0x[0-9a-fA-F]+")
+
+
+def malformed_inputs() -> dict[str, bytes]:
+    """Many broken uploads, each deterministic: random tails, cuts, flipped bytes, bad fields."""
+    rng = np.random.default_rng(2024)
+    jpeg = pil_bytes(Image.fromarray(noise(40, 48), "RGB"), "JPEG", quality=80)
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = 6
+    jpeg_exif = pil_bytes(Image.fromarray(gradient(40, 48), "L"), "JPEG", exif=exif.tobytes())
+    png = cv2_bytes(noise(40, 48), ".png")
+    cases: dict[str, bytes] = {}
+    for magic_name, magic in (("png", PNG_MAGIC), ("jpeg", JPEG_MAGIC)):
+        for i in range(40):
+            tail = rng.integers(0, 256, int(rng.integers(0, 600)), dtype=np.uint8).tobytes()
+            cases[f"{magic_name}_magic_random_{i}"] = magic + tail
+    for name, valid, end in (
+        ("jpeg", jpeg, EOI),
+        ("jpeg_exif", jpeg_exif, EOI),
+        ("png", png, IEND),
+    ):
+        for cut in np.linspace(1, len(valid) - 1, 25).astype(int):
+            cases[f"{name}_cut_{cut}"] = valid[:cut]
+            cases[f"{name}_cut_{cut}_end_appended"] = valid[:cut] + end
+        for i in range(40):
+            flipped = bytearray(valid)
+            for position in rng.integers(2, len(valid), int(rng.integers(1, 6))):
+                flipped[position] = int(rng.integers(0, 256))
+            cases[f"{name}_flipped_{i}"] = bytes(flipped)
+    app1 = jpeg_exif.find(b"Exif")
+    for i in range(20):  # EXIF with a garbled TIFF block: orientation must fail soft
+        garbled = bytearray(jpeg_exif)
+        garbled[app1 + 6 : app1 + 40] = rng.integers(0, 256, 34, dtype=np.uint8).tobytes()
+        cases[f"jpeg_exif_garbled_{i}"] = bytes(garbled)
+    for width, height, bits, colour_type in ((0, 0, 8, 0), (1, 2**31, 8, 0), (2**32 - 1, 1, 16, 6)):
+        cases[f"png_ihdr_{width}x{height}_{bits}_{colour_type}"] = (
+            png_header_only(width, height, bits, colour_type) + IEND
+        )
+    cases["png_ihdr_too_long"] = PNG_MAGIC + png_chunk(b"IHDR", bytes(14)) + IEND
+    cases["png_chunk_length_ffffffff"] = png[:33] + b"\xff\xff\xff\xffIDAT" + png[41:]
+    cases["png_no_idat"] = png[:33] + png_chunk(b"tEXt", b"a\x00b") + IEND
+    return cases
+
+
+MALFORMED = malformed_inputs()
+
+
+@pytest.mark.parametrize("min_side", [None, 16])
+def test_malformed_inputs_give_4xx_errors_without_internals(min_side: int | None) -> None:
+    """Every malformed input either decodes to gray or raises a 4xx AistackError whose message
+    names no Python object (no ``<_io.BytesIO object at 0x...>``); nothing else escapes."""
+    refused = 0
+    for name, data in MALFORMED.items():
+        try:
+            pixels = decode_image(data, MAX_PIXELS, min_side=min_side).pixels
+        except AistackError as error:
+            refused += 1
+            assert 400 <= error.status < 500, (name, error.status)
+            assert error.message and not OBJECT_REPR.search(error.message), (name, error.message)
+            assert "object at 0x" not in error.message, (name, error.message)
+        else:
+            assert pixels.ndim == 2 and pixels.dtype == np.uint8, name
+    assert refused > len(MALFORMED) // 2  # most of them really are broken
 
 
 def test_unsupported_format_message_names_the_format() -> None:
@@ -550,8 +845,8 @@ def test_encode_jpeg_quality_trades_size() -> None:
 
 def test_encoded_overlay_is_accepted_by_decode_image() -> None:
     image = overlay_heatmap(noise(30, 40), hot_top_left_cam())
-    assert decode_image(encode_png(image), MAX_PIXELS).pixels.shape == (30, 40, 3)
-    assert decode_image(encode_jpeg(image), MAX_PIXELS).pixels.shape == (30, 40, 3)
+    assert decode_image(encode_png(image), MAX_PIXELS).pixels.shape == (30, 40)
+    assert decode_image(encode_jpeg(image), MAX_PIXELS).pixels.shape == (30, 40)
 
 
 @pytest.mark.parametrize("encode", [encode_jpeg, encode_png])

@@ -68,6 +68,9 @@ async def image_from_form(
         )
     form = await request.form(max_files=2, max_fields=20, max_part_size=max_bytes)
     unknown = sorted(set(form.keys()) - IMAGE_FIELDS - other_fields)
+    if not IMAGE_FIELDS & set(form.keys()):
+        got = f" (got {', '.join(repr(u[:40]) for u in unknown[:5])})" if unknown else ""
+        raise MissingInput(f"missing image: send form field 'b64' (base64) or file 'file'{got}")
     if unknown:
         allowed = ", ".join(sorted(IMAGE_FIELDS | other_fields))
         raise BadRequest(f"unexpected form field {unknown[0][:40]!r}; expected {allowed}")
