@@ -20,8 +20,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import aistack
-from aistack import cli
-from aistack.cli import app
+from aistack.cli import app, tf_notice
+from aistack.cli import train as cli_train
 from aistack.config import get_settings
 from aistack.inference import versions
 from aistack.inference.versions import (
@@ -227,8 +227,8 @@ def fold_result(fold: int) -> FoldResult:
 
 
 def test_training_progress_is_plain_stderr_lines_off_a_terminal(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "err_console", Console(stderr=True, force_terminal=False))
-    with cli._training_progress(epochs=2, folds=2) as (report, fold_done):
+    monkeypatch.setattr(cli_train, "err_console", Console(stderr=True, force_terminal=False))
+    with cli_train._training_progress(epochs=2, folds=2) as (report, fold_done):
         report(0, 1, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.25})
         fold_done(fold_result(0))
     captured = capsys.readouterr()
@@ -244,8 +244,8 @@ def test_training_progress_is_plain_stderr_lines_off_a_terminal(capsys, monkeypa
 
 def test_training_progress_is_a_bar_on_a_terminal(capsys, monkeypatch):
     screen = io.StringIO()
-    monkeypatch.setattr(cli, "err_console", Console(file=screen, force_terminal=True))
-    with cli._training_progress(epochs=2, folds=2) as (report, fold_done):
+    monkeypatch.setattr(cli_train, "err_console", Console(file=screen, force_terminal=True))
+    with cli_train._training_progress(epochs=2, folds=2) as (report, fold_done):
         report(0, 1, {"loss": 1.0})
         fold_done(fold_result(0))
     assert capsys.readouterr().err == ""
@@ -388,7 +388,7 @@ def test_the_deferred_tensorflow_profiler_library_still_loads_when_used():
     from tensorflow.python.profiler import profiler_client  # noqa: PLC0415
 
     assert callable(profiler_client._pywrap_profiler_plugin.trace)
-    assert not isinstance(sys.modules[cli.TF_PROFILER_PLUGIN], cli._LoadOnFirstUse)
+    assert not isinstance(sys.modules[tf_notice.TF_PROFILER_PLUGIN], tf_notice._LoadOnFirstUse)
 
 
 def test_serve_refuses_auth_off_on_a_public_address(monkeypatch):
