@@ -104,16 +104,12 @@ def test_heatmap_answer_has_the_2020_keys_and_fetchable_urls(api, live_server, s
 
 def test_every_heatmap_request_gets_its_own_files(api, live_server, sample_images):
     data = base64.b64encode(sample_images["pneumonia_bac"].read_bytes()).decode()
-    first, second = (
-        api.post(f"{HEATMAP}", data={"b64": data}).json() for _ in range(2)
-    )
+    first, second = (api.post(HEATMAP, data={"b64": data}).json() for _ in range(2))
     assert first["Output_Heatmap"] != second["Output_Heatmap"]
     assert first["Input_Image"] != second["Input_Image"]
 
 
 def test_a_trailing_slash_less_predict_is_redirected_not_lost(api, live_server, sample_images):
     data = base64.b64encode(sample_images["normal"].read_bytes()).decode()
-    response = api.post(
-        "/covid19/api/v1/predict", data={"b64": data}, follow_redirects=True
-    )
+    response = api.post("/covid19/api/v1/predict", data={"b64": data}, follow_redirects=True)
     assert response.status_code == 200

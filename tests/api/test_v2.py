@@ -18,9 +18,7 @@ PREDICTIONS = "/api/v2/xray/predictions"
 
 def test_json_prediction_with_heatmap(api, live_server, sample_images):
     data = sample_images["covid"].read_bytes()
-    response = api.post(
-        f"{PREDICTIONS}", json={"image_b64": b64(data), "heatmap": True}
-    )
+    response = api.post(PREDICTIONS, json={"image_b64": b64(data), "heatmap": True})
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["label"] in CLASSES
@@ -42,9 +40,7 @@ def test_json_prediction_with_heatmap(api, live_server, sample_images):
 
 def test_without_heatmap_no_heatmap_is_rendered(api, live_server, sample_images):
     data = sample_images["normal"].read_bytes()
-    body = api.post(
-        f"{PREDICTIONS}", json={"image_b64": b64(data), "heatmap": False}
-    ).json()
+    body = api.post(PREDICTIONS, json={"image_b64": b64(data), "heatmap": False}).json()
     assert body["heatmap_url"] is None and body["overlay_url"] is None
     assert body["image_url"] is not None
 
@@ -52,7 +48,7 @@ def test_without_heatmap_no_heatmap_is_rendered(api, live_server, sample_images)
 def test_multipart_file_and_heatmap_field(api, live_server, sample_images):
     data = sample_images["pneumonia_bac"].read_bytes()
     response = api.post(
-        f"{PREDICTIONS}",
+        PREDICTIONS,
         files={"file": ("a.jpeg", data, "image/jpeg")},
         data={"heatmap": "false"},
     )
@@ -62,7 +58,7 @@ def test_multipart_file_and_heatmap_field(api, live_server, sample_images):
 
 def test_a_prediction_can_be_read_back_by_id(api, live_server, sample_images):
     data = sample_images["covid"].read_bytes()
-    response = api.post(f"{PREDICTIONS}", json={"image_b64": b64(data)})
+    response = api.post(PREDICTIONS, json={"image_b64": b64(data)})
     created = response.json()
     assert response.headers["location"].endswith(f"{PREDICTIONS}/{created['id']}")
     fetched = api.get(response.headers["location"])
@@ -96,7 +92,7 @@ def test_the_service_reproduces_the_model_card_figure(api, live_server, xray_tes
     for truth in CLASSES:
         for path in sorted((xray_test_dir / truth).iterdir()):
             body = api.post(
-                f"{PREDICTIONS}",
+                PREDICTIONS,
                 json={"image_b64": b64(path.read_bytes()), "heatmap": False},
                 timeout=30,
             ).json()
@@ -119,11 +115,8 @@ def test_health_readiness_and_docs(api, live_server):
 
 def test_recent_predictions_are_listed_newest_first(api, live_server, sample_images):
     data = sample_images["normal"].read_bytes()
-    ids = [
-        api.post(f"{PREDICTIONS}", json={"image_b64": b64(data)}).json()["id"]
-        for _ in range(3)
-    ]
-    listed = api.get(f"{PREDICTIONS}", params={"limit": 3}).json()
+    ids = [api.post(PREDICTIONS, json={"image_b64": b64(data)}).json()["id"] for _ in range(3)]
+    listed = api.get(PREDICTIONS, params={"limit": 3}).json()
     assert [p["id"] for p in listed] == ids[::-1]
-    bad = api.get(f"{PREDICTIONS}", params={"limit": 0})
+    bad = api.get(PREDICTIONS, params={"limit": 0})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
