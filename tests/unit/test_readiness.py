@@ -20,7 +20,7 @@ def test_not_ready_while_loading_then_failed_with_the_reason(tmp_path):
         release.wait(10)
         raise FileNotFoundError("no SavedModel versions under /nowhere")
 
-    settings = Settings(var_dir=tmp_path)
+    settings = Settings(var_dir=tmp_path, auth=False)  # readiness, not access, is tested
     runtime = Runtime(settings, engine_factory=loader_that_fails)
     with TestClient(create_app(settings, runtime)) as client:
         assert client.get("/healthz").json() == {"status": "ok"}

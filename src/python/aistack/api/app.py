@@ -100,7 +100,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, settings=settings)
     app.add_middleware(RequestContext)
     app.include_router(v1.router)
     app.include_router(v2.router)
