@@ -46,7 +46,7 @@ TRIM_AFTER_BYTES = 8 * 1024 * 1024
 TRIM_DELAY_S = 0.5
 """Trims are batched: many bodies released together cost one trim (about 1 ms; 0.1 s for GB)."""
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
-MMAP_THRESHOLD_BYTES = 128 * 1024
+MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
 TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
 
 
@@ -68,14 +68,16 @@ _malloc_trim: Callable[[int], int] | None = _libc.malloc_trim if _libc else None
 
 
 def keep_large_buffers_off_the_heap() -> bool:
-    """Pin glibc's mmap threshold at 128 KiB, so that large buffers are mapped and unmapped.
+    """Pin glibc's mmap threshold at 8 MiB, so that large bodies are mapped and unmapped.
 
     By default freeing a mapped block raises the threshold to its size (up to 32 MiB): after
     one 19 MB body, later bodies are carved from the heap, which fragments and stays
     resident. The heap top is then trimmed only past 32 MiB (explicit trims follow big
-    bodies anyway), which keeps inference from paying for brk churn. Measured with
-    benchmarks/slow_clients.py, RSS after the attack and a warm-up: +6 to +10 % without,
-    +0.5 % with this; heatmap latency about +4 ms (7 %), predictions unchanged.
+    bodies anyway). 8 MiB rather than lower because the model's own tensors (a few MB per
+    layer) would otherwise be mapped and unmapped on every inference: measured with
+    benchmarks/auth_overhead-style alternating runs, v1 heatmap throughput was 40.7 img/s
+    at 128 KiB, 46.7 at 1 MiB, 51.9 at 8 MiB and 51.4 without pinning; RSS after the
+    slow-client attack and a warm-up (benchmarks/slow_clients.py) +4.1 % at 8 MiB.
     True when set (glibc only).
     """
     if _libc is None:
