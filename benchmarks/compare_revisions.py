@@ -1,0 +1,125 @@
+"""Throughput of two (or more) revisions of the service, in alternating runs on one machine.
+
+    .venv/bin/python benchmarks/compare_revisions.py 002e8f3 HEAD --endpoint v1-heatmap \
+        --rounds 6
+
+Each revision is checked out with ``git worktree`` into a temporary folder and served by
+this venv's Python with ``PYTHONPATH`` pointing at its sources, all with the same committed
+model and auth off (older revisions had none). Runs rotate through the revisions so that a
+shared machine's drift hits all alike; each run is 8 clients posting every test image.
+``--env NAME=VALUE`` sets a variable for every server (e.g. to try a setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from aistack.bench import list_images, run_benchmark, summarize
+from aistack.bench.local_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start(src: Path, var_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aistack.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env={
+            **os.environ,
+            "PYTHONPATH": str(src),
+            "AISTACK_VAR_DIR": str(var_dir),
+            "AISTACK_MODEL_DIR": str(ROOT / "models" / "covid19"),
+            "AISTACK_AUTH": "off",
+            **env,
+        },
+        stdout=(var_dir.parent / f"{var_dir.name}.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{src} did not become ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("revisions", nargs="+")
+    parser.add_argument("--images", type=Path, default=ROOT.parent / "shared/data/xray/test")
+    parser.add_argument("--endpoint", default="v1-heatmap")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE")
+    args = parser.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
+    images = list_images(args.images)
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = {}
+        try:
+            for revision in args.revisions:
+                tree = Path(tmp) / f"tree-{len(servers)}"
+                subprocess.run(
+                    [
+                        "git",
+                        "-C",
+                        str(ROOT),
+                        "worktree",
+                        "add",
+                        "-q",
+                        "--detach",
+                        str(tree),
+                        revision,
+                    ],
+                    check=True,
+                )
+                servers[revision] = start(
+                    tree / "src/python", Path(tmp) / f"var-{len(servers)}", env
+                )
+            for _, url in servers.values():  # warm every server before measuring
+                run_benchmark(url, images[:4], 2, args.endpoint)
+            results: dict[str, list[float]] = {r: [] for r in servers}
+            names = list(servers)
+            for round_index in range(args.rounds):
+                shift = round_index % len(names)
+                for revision in names[shift:] + names[:shift]:
+                    summary = summarize(
+                        run_benchmark(servers[revision][1], images, args.clients, args.endpoint)
+                    )
+                    assert summary["errors"] == 0, summary
+                    results[revision].append(summary["throughput_images_per_s"])
+                    print(f"{revision:<12} {summary['throughput_images_per_s']:6.1f} img/s")
+        finally:
+            for process, _ in servers.values():
+                process.terminate()
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=False)
+    base = statistics.median(results[names[0]])
+    for revision, values in results.items():
+        median = statistics.median(values)
+        print(f"{revision:<12} median {median:6.1f} img/s  ratio to {names[0]} {median / base:.3f}")
+
+
+if __name__ == "__main__":
+    main()
