@@ -1,4 +1,4 @@
-"""The predictions table compiles for InterSystems IRIS (sqlalchemy-iris), offline."""
+"""The store's tables compile for InterSystems IRIS (sqlalchemy-iris), offline."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from aistack.store.tables import PredictionRow
+from aistack.store.tables import ApiKeyRow, PredictionRow
 
 pytest.importorskip("sqlalchemy_iris", reason="sqlalchemy-iris is a dev dependency")
 
@@ -52,3 +52,16 @@ def test_an_insert_compiles_and_binds_plain_values(iris_dialect):
     bound = column.type.bind_processor(iris_dialect)
     stored = bound(values["probabilities"]) if bound else values["probabilities"]
     assert isinstance(stored, str) and '"covid"' in stored
+
+
+def test_the_api_keys_table_compiles_for_iris(iris_dialect):
+    ddl = str(CreateTable(ApiKeyRow.__table__).compile(dialect=iris_dialect))
+    assert "CREATE TABLE api_keys" in ddl and "UNIQUE (name)" in ddl
+    assert "TEXT" not in ddl.upper()
+
+
+def test_the_added_client_column_compiles_for_iris(iris_dialect):
+    """add_missing_nullable_columns() sends ALTER TABLE ... ADD with this type on IRIS."""
+    column = PredictionRow.__table__.c.client
+    assert column.nullable
+    assert column.type.compile(dialect=iris_dialect) == "VARCHAR(64)"
