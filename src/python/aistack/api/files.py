@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from aistack.api.deps import get_runtime
 from aistack.api.openapi import error_responses
-from aistack.api.security import identify, missing_key, spend_budget
+from aistack.api.security import client_address, identify, missing_key, spend_budget
 from aistack.api.v2 import readable
 from aistack.auth.keys import Permission, Principal
 from aistack.errors import Forbidden, NotFound
@@ -59,7 +59,7 @@ async def get_stored_file(
             raise missing_key(runtime, request)
         if not caller.can(Permission.READ_OWN):
             raise Forbidden(f"the key {caller.name!r} may not read stored files")
-        spend_budget(runtime, caller.key_id or "anonymous")
+        spend_budget(runtime, caller.key_id or client_address(request))
         record = await run_in_threadpool(runtime.store.get, name.split(".")[0])
         if not readable(caller, record):
             raise NotFound(f"no stored file {kind.value}/{name}")
