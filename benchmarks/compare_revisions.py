@@ -13,56 +13,28 @@ shared machine's drift hits all alike; each run is 8 clients posting every test 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
 from aistack.bench import list_images, run_benchmark, summarize
-from aistack.bench.local_server import free_port
+from aistack.bench.local_server import LocalServer, start_local_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start(src: Path, var_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aistack.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env={
-            **os.environ,
+def start(src: Path, var_dir: Path, env: dict[str, str]) -> LocalServer:
+    """The revision whose sources are ``src``, served with the committed model, auth off."""
+    return start_local_server(
+        var_dir,
+        {
             "PYTHONPATH": str(src),
-            "AISTACK_VAR_DIR": str(var_dir),
             "AISTACK_MODEL_DIR": str(ROOT / "models" / "covid19"),
             "AISTACK_AUTH": "off",
             **env,
         },
-        stdout=(var_dir.parent / f"{var_dir.name}.log").open("wb"),
-        stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{src} did not become ready")
 
 
 def main() -> None:
@@ -98,22 +70,22 @@ def main() -> None:
                 servers[revision] = start(
                     tree / "src/python", Path(tmp) / f"var-{len(servers)}", env
                 )
-            for _, url in servers.values():  # warm every server before measuring
-                run_benchmark(url, images[:4], 2, args.endpoint)
+            for server in servers.values():  # warm every server before measuring
+                run_benchmark(server.url, images[:4], 2, args.endpoint)
             results: dict[str, list[float]] = {r: [] for r in servers}
             names = list(servers)
             for round_index in range(args.rounds):
                 shift = round_index % len(names)
                 for revision in names[shift:] + names[:shift]:
                     summary = summarize(
-                        run_benchmark(servers[revision][1], images, args.clients, args.endpoint)
+                        run_benchmark(servers[revision].url, images, args.clients, args.endpoint)
                     )
                     assert summary["errors"] == 0, summary
                     results[revision].append(summary["throughput_images_per_s"])
                     print(f"{revision:<12} {summary['throughput_images_per_s']:6.1f} img/s")
         finally:
-            for process, _ in servers.values():
-                process.terminate()
+            for server in servers.values():
+                server.stop()
     subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=False)
     base = statistics.median(results[names[0]])
     for revision, values in results.items():

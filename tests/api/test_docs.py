@@ -25,6 +25,20 @@ def test_the_error_table_lists_exactly_the_codes_the_service_uses():
     assert documented == raised
 
 
+def run_example(example: str, server, folder: Path) -> dict:
+    """Run a documented shell example against ``server`` in ``folder``; its JSON answer."""
+    run = subprocess.run(
+        ["bash", "-c", example.replace("http://127.0.0.1:8088", server.url)],
+        cwd=folder,
+        env={"AISTACK_API_KEY": server.api_key, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
 def test_the_json_curl_example_works_for_an_image_of_any_size(live_server, sample_images, tmp_path):
     """The piped example must not hit the 128 KiB limit of one command-line argument."""
     big = tmp_path / "xray.jpeg"
@@ -32,30 +46,11 @@ def test_the_json_curl_example_works_for_an_image_of_any_size(live_server, sampl
     cv2.imwrite(str(big), cv2.resize(picture, (2400, 2400)), [cv2.IMWRITE_JPEG_QUALITY, 98])
     assert big.stat().st_size > 300_000
     example = next(e for e in shell_examples() if "base64 -w0" in e)
-    script = example.replace("http://127.0.0.1:8088", live_server.url)
-    run = subprocess.run(
-        ["bash", "-c", script],
-        cwd=tmp_path,
-        env={"AISTACK_API_KEY": live_server.api_key, "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    body = json.loads(run.stdout)
+    body = run_example(example, live_server, tmp_path)
     assert body["label"] in {"covid", "normal", "pneumonia_bac"} and body["overlay_url"]
 
 
 def test_the_multipart_curl_example_works(live_server, sample_images, tmp_path):
     (tmp_path / "xray.jpeg").write_bytes(sample_images["normal"].read_bytes())
     example = next(e for e in shell_examples() if "-F file=@xray.jpeg" in e)
-    run = subprocess.run(
-        ["bash", "-c", example.replace("http://127.0.0.1:8088", live_server.url)],
-        cwd=tmp_path,
-        env={"AISTACK_API_KEY": live_server.api_key, "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout)["heatmap_url"] is None
+    assert run_example(example, live_server, tmp_path)["heatmap_url"] is None
