@@ -29,6 +29,8 @@ def test_json_prediction_with_heatmap(api, live_server, sample_images):
     assert body["covid_positive"] == (
         body["label"] == "covid" and body["probabilities"]["covid"] > 0.65
     )
+    top, second = sorted(body["probabilities"].values())[::-1][:2]
+    assert body["low_confidence"] == (top - second < 0.2)
     assert body["model"] == {"name": "covid19", "version": 1}
     assert body["latency_ms"] > 0
     assert body["input_sha256"] == hashlib.sha256(data).hexdigest()

@@ -277,3 +277,21 @@ def test_auth_off_is_said_loudly_on_the_page_and_in_the_log(browser, demo_server
     upload_and_wait(page, sample_images["normal"])  # no key needed
     page.context.close()
     assert "AUTHENTICATION IS OFF" in demo_server.log()
+
+
+def test_a_near_tie_shows_the_low_confidence_cue(page, api, xray_test_dir):
+    """The first test image the service calls low-confidence gets the cue on the page."""
+    for path in sorted((xray_test_dir / "normal").iterdir()):
+        answer = api.post(
+            "/api/v2/xray/predictions",
+            files={"file": (path.name, path.read_bytes(), "image/jpeg")},
+            data={"heatmap": "false"},
+        ).json()
+        if answer["low_confidence"]:
+            break
+    else:
+        pytest.fail("no test image is low-confidence for the committed model")
+    sync_api.expect(by_id(page, "low-confidence")).to_be_hidden()
+    upload_and_wait(page, path)
+    sync_api.expect(by_id(page, "low-confidence")).to_be_visible()
+    sync_api.expect(by_id(page, "low-confidence")).to_contain_text("Low confidence")
