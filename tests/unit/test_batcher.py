@@ -11,6 +11,7 @@ import pytest
 from aistack.errors import ServiceBusy
 from aistack.inference.batcher import MicroBatcher
 from aistack.inference.savedmodel import SavedModelEngine
+from aistack.metrics import REGISTRY
 from tests.conftest import MODEL_DIR
 
 
@@ -28,6 +29,8 @@ def distinct_inputs(engine: SavedModelEngine, count: int) -> list[np.ndarray]:
 def test_concurrent_callers_get_their_own_results(engine):
     inputs = distinct_inputs(engine, 24)
     expected = [engine.infer(x, heatmap=True) for x in inputs]
+    batches_before = batch_metric("aistack_batch_size_count")
+    images_before = batch_metric("aistack_batch_size_sum")
     batcher = MicroBatcher(engine, max_batch_size=8, max_wait_ms=20)
     try:
         with ThreadPoolExecutor(8) as pool:
@@ -46,6 +49,13 @@ def test_concurrent_callers_get_their_own_results(engine):
     assert batcher.stats.images == len(inputs)
     assert batcher.stats.largest_batch > 1
     assert batcher.stats.batches < len(inputs)
+    # The batch-size histogram saw the same batches and images.
+    assert batch_metric("aistack_batch_size_count") - batches_before == batcher.stats.batches
+    assert batch_metric("aistack_batch_size_sum") - images_before == len(inputs)
+
+
+def batch_metric(name: str) -> float:
+    return REGISTRY.get_sample_value(name, {"backend": "inprocess"}) or 0.0
 
 
 def test_engine_errors_reach_the_caller(engine):
@@ -62,6 +72,8 @@ def test_engine_errors_reach_the_caller(engine):
 
 class BlockedEngine:
     """A stand-in engine that holds the worker until released, to fill the queue."""
+
+    backend = "blocked"
 
     def __init__(self, info) -> None:
         self.info = info

@@ -18,6 +18,7 @@ from aistack.config import Settings
 from aistack.errors import NotReady
 from aistack.inference.batcher import MicroBatcher
 from aistack.inference.engine import InferenceEngine
+from aistack.metrics import BACKEND_UP
 from aistack.store import PredictionStore
 from aistack.xray.files import FileStore
 from aistack.xray.plausibility import load_for_version
@@ -76,7 +77,9 @@ class Runtime:
         except Exception as error:  # reported by /readyz, not a crash
             log.exception("model failed to load")
             self.load_error = f"{type(error).__name__}: {error}"
+            BACKEND_UP.labels("inprocess").set(0)
             return
+        BACKEND_UP.labels(engine.backend).set(1)
         policy = XrayPolicy(
             max_bytes=self.settings.max_body_bytes,
             max_pixels=self.settings.max_pixels,

@@ -22,6 +22,7 @@ import numpy as np
 
 from aistack.errors import ServiceBusy
 from aistack.inference.engine import EngineOutput, InferenceEngine
+from aistack.metrics import BATCH_SIZE, QUEUE_DEPTH
 
 
 @dataclass
@@ -50,6 +51,7 @@ class MicroBatcher:
     ) -> None:
         self.engine = engine
         self.info = engine.info
+        self.backend = engine.backend
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000
         self.stats = BatchStats()
@@ -61,6 +63,7 @@ class MicroBatcher:
         job = _Job(pixels, heatmap)
         try:
             self._jobs.put_nowait(job)
+            QUEUE_DEPTH.labels(self.backend).set(self._jobs.qsize())
         except queue.Full as error:
             raise ServiceBusy("too many requests are waiting for the model; retry") from error
         return job.future.result()
@@ -108,6 +111,8 @@ class MicroBatcher:
                 start = stop
 
     def _record(self, images: int) -> None:
+        BATCH_SIZE.labels(self.backend).observe(images)
+        QUEUE_DEPTH.labels(self.backend).set(self._jobs.qsize())
         self.stats.batches += 1
         self.stats.images += images
         self.stats.largest_batch = max(self.stats.largest_batch, images)

@@ -28,6 +28,8 @@ class InferenceEngine(Protocol):
     """One call yields probabilities and the heatmap: the model runs once per image."""
 
     info: ModelInfo
+    backend: str
+    """Names where inference runs (``inprocess``, later TF Serving backends): a metrics label."""
 
     def infer(self, pixels: np.ndarray, heatmap: bool) -> EngineOutput:
         """``pixels``: (N, size, size, 1) uint8 as made by ``imaging.preprocess``."""

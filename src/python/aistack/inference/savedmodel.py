@@ -32,6 +32,7 @@ class SavedModelEngine:
         import tensorflow as tf  # noqa: PLC0415 - heavy import only where a model is served
 
         self._tf = tf
+        self.backend = "inprocess"
         meta = json.loads((version_dir / MODEL_INFO_FILE).read_text())
         self.info = ModelInfo(
             name=meta["name"],

@@ -20,6 +20,7 @@ from aistack.imaging.overlay import blend, colorize_heatmap, encode_jpeg, fit_wi
 from aistack.imaging.preprocess import DECODE_MIN_SIDE, to_grayscale_uint8, to_model_input
 from aistack.inference.engine import InferenceEngine
 from aistack.logs import log_event
+from aistack.metrics import INFERENCE_DURATION, PREDICTIONS
 from aistack.store import PredictionRecord, PredictionStore
 from aistack.xray.files import HEATMAP, RESULT, SOURCE, FileStore
 from aistack.xray.labels import COVID_INDEX
@@ -80,7 +81,8 @@ def run_model(
     pixels = to_model_input(image.pixels, engine.info.image_size)
     if input_check is not None:
         input_check.check(pixels, image.width, image.height)
-    output = engine.infer(pixels[np.newaxis], heatmap=heatmap)
+    with INFERENCE_DURATION.labels(engine.backend, str(heatmap).lower()).time():
+        output = engine.infer(pixels[np.newaxis], heatmap=heatmap)
     cam = output.heatmaps[0] if output.heatmaps is not None else None
     return ModelRun(image, output.probabilities[0], cam)
 
@@ -159,6 +161,7 @@ class XrayService:
             client=client,
         )
         self.store.add(record)
+        PREDICTIONS.labels(record.label, endpoint).inc()
         log_event(
             "prediction",
             prediction_id=record.id,

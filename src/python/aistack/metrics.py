@@ -1,0 +1,63 @@
+"""Prometheus metrics, in one place: what both runtimes count and time.
+
+Names follow Prometheus conventions (``_total`` counters, ``_seconds`` histograms). Routes
+are labelled by their template (``/api/v2/xray/predictions/{prediction_id}``), never by the
+raw path, so that label values stay few.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+"""The service's own registry (not the library's global one): tests and embedders get
+exactly these series."""
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+HTTP_REQUESTS = Counter(
+    "aistack_http_requests_total",
+    "HTTP requests answered, by route template, method and status",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+HTTP_DURATION = Histogram(
+    "aistack_http_request_duration_seconds",
+    "Time from the request's arrival to the end of its response",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+INFERENCE_DURATION = Histogram(
+    "aistack_inference_duration_seconds",
+    "One model call (probabilities, and Grad-CAM when asked), by backend",
+    ["backend", "heatmap"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+PREDICTIONS = Counter(
+    "aistack_predictions_total",
+    "Predictions stored, by predicted label and endpoint",
+    ["label", "endpoint"],
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "aistack_batch_size",
+    "Images per model call made by the micro-batcher",
+    ["backend"],
+    buckets=BATCH_BUCKETS,
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "aistack_queue_depth",
+    "Requests waiting in front of a backend",
+    ["backend"],
+    registry=REGISTRY,
+)
+BACKEND_UP = Gauge(
+    "aistack_backend_up",
+    "1 when the backend is loaded and answering, else 0",
+    ["backend"],
+    registry=REGISTRY,
+)
