@@ -221,3 +221,13 @@ def test_a_key_over_its_budget_gets_429_with_retry_after(open_server):
     time.sleep(2)
     with httpx.Client(base_url=open_server.url, headers=bearer(key)) as client:
         assert client.get(V2).status_code == 200  # the budget comes back
+
+
+def test_signed_tokens_stay_out_of_the_access_log(live_server, api, image):
+    body = api.post(V2, json={"image_b64": b64(image)}).json()
+    token = body["image_url"].split("token=")[1]
+    assert httpx.get(body["image_url"]).status_code == 200
+    time.sleep(0.2)
+    log = live_server.log()
+    assert body["id"] in log  # the fetch was logged...
+    assert token not in log  # ...without the token that would let a log reader fetch it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,20 @@ def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
     EVENTS.log(level, json.dumps(line, default=str, separators=(",", ":")))
 
 
+SIGNED_TOKEN = re.compile(r"(?<=[?&]token=)[^&\s]+")
+
+
+class RedactTokens(logging.Filter):
+    """Keeps signed file-URL tokens out of access lines: a logged token is a usable link."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                SIGNED_TOKEN.sub("…", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
 def logging_config(level: str = "info") -> dict[str, Any]:
     """uvicorn's own config plus ours: plain lines for ``aistack``, bare JSON for events."""
     from uvicorn.config import LOGGING_CONFIG  # noqa: PLC0415 - only servers need it
@@ -38,6 +53,8 @@ def logging_config(level: str = "info") -> dict[str, Any]:
         "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
     }
     config["formatters"]["json_line"] = {"format": "%(message)s"}
+    config.setdefault("filters", {})["redact_tokens"] = {"()": RedactTokens}
+    config["handlers"]["access"]["filters"] = ["redact_tokens"]
     config["handlers"]["aistack"] = {
         "class": "logging.StreamHandler",
         "formatter": "aistack",
