@@ -139,3 +139,12 @@ def test_rate_limiter_answers_how_long_to_wait():
 def test_an_empty_rate_limit_is_no_limit():
     limiter = RateLimiter("")
     assert all(limiter.retry_after("k") is None for _ in range(1000))
+
+
+def test_replicas_starting_together_agree_on_one_secret(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    with ThreadPoolExecutor(8) as pool:
+        secrets_seen = set(pool.map(lambda _: load_or_create_secret(tmp_path, None), range(32)))
+    assert len(secrets_seen) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["url-signing.key"]

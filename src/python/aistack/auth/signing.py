@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
@@ -19,7 +20,8 @@ SECRET_FILE = "url-signing.key"
 def load_or_create_secret(var_dir: Path, configured: str | None) -> str:
     """The configured secret, else one generated once and kept (0600) in ``var_dir``.
 
-    Replicas behind one load balancer must share it: set AISTACK_URL_SIGNING_KEY there.
+    Replicas sharing a VAR_DIR agree on one (created atomically); replicas on different
+    machines behind one balancer must share it through AISTACK_URL_SIGNING_KEY.
     """
     if configured:
         return configured
@@ -28,10 +30,17 @@ def load_or_create_secret(var_dir: Path, configured: str | None) -> str:
         return path.read_text().strip()
     var_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    descriptor, staging_name = tempfile.mkstemp(dir=var_dir, prefix=f".{SECRET_FILE}.")  # 0600
+    staging = Path(staging_name)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(secret)
-    return secret
+    try:
+        os.link(staging, path)  # atomic: of replicas starting together, one secret wins
+    except FileExistsError:
+        pass
+    finally:
+        staging.unlink()
+    return path.read_text().strip()
 
 
 class UrlSigner:
