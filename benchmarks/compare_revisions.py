@@ -7,7 +7,11 @@ Each revision is checked out with ``git worktree`` into a temporary folder and s
 this venv's Python with ``PYTHONPATH`` pointing at its sources, all with the same committed
 model and auth off (older revisions had none). Runs rotate through the revisions so that a
 shared machine's drift hits all alike; each run is 8 clients posting every test image.
-``--env NAME=VALUE`` sets a variable for every server (e.g. to try a setting).
+``--env NAME=VALUE`` sets a variable for every server; a variant ``REV+NAME=VALUE[+...]``
+serves ``REV`` with those variables, to compare settings of one revision:
+
+    .venv/bin/python benchmarks/compare_revisions.py HEAD \
+        HEAD+AISTACK_MALLOC_MMAP_THRESHOLD_BYTES=131072 HEAD+AISTACK_MALLOC_MMAP_THRESHOLD_BYTES=0
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         servers = {}
         try:
-            for revision in args.revisions:
+            for variant in args.revisions:
+                revision, *settings = variant.split("+")
                 tree = Path(tmp) / f"tree-{len(servers)}"
                 subprocess.run(
                     [
@@ -67,8 +72,10 @@ def main() -> None:
                     ],
                     check=True,
                 )
-                servers[revision] = start(
-                    tree / "src/python", Path(tmp) / f"var-{len(servers)}", env
+                servers[variant] = start(
+                    tree / "src/python",
+                    Path(tmp) / f"var-{len(servers)}",
+                    env | dict(item.split("=", 1) for item in settings),
                 )
             for server in servers.values():  # warm every server before measuring
                 run_benchmark(server.url, images[:4], 2, args.endpoint)

@@ -143,12 +143,6 @@ def test_the_committed_model_folder_labels_version_1_stable_and_cards_each_versi
             assert (card.parent / link).exists(), f"broken link {link} in {card}"
 
 
-def test_model_info_path_matches_the_exporter():
-    from aistack.xray.export import MODEL_INFO_FILE  # noqa: PLC0415 - imports TensorFlow
-
-    assert versions.MODEL_INFO_FILE == MODEL_INFO_FILE
-
-
 # --------------------------------------------------------------------------- models
 
 

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     linger_s: float = Field(
         5.0, description="after an early error, unread body is drained this long before close"
     )
+    malloc_mmap_threshold_bytes: int = Field(
+        8 * 1024 * 1024,
+        description="glibc allocations from this size are mapped, so freed bodies leave; 0: "
+        "glibc's default",
+    )
     max_concurrent_decodes: int = Field(
         2, description="images decoded and rendered at once; bounds decode memory"
     )

@@ -35,10 +35,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aistack.api.errors import error_response
-from aistack.config import Settings, get_settings
+from aistack.config import Settings
 from aistack.errors import AistackError, PayloadTooLarge, RequestTimeout, ServiceBusy
 
-RETRY_AFTER_S = 1
 STALLED_S = 1.0
 """A body waiting this long for data may be ended to make room (at most half the idle timeout)."""
 TRIM_AFTER_BYTES = 8 * 1024 * 1024
@@ -46,7 +45,6 @@ TRIM_AFTER_BYTES = 8 * 1024 * 1024
 TRIM_DELAY_S = 0.5
 """Trims are batched: many bodies released together cost one trim (about 1 ms; 0.1 s for GB)."""
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
-MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
 TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
 
 
@@ -67,23 +65,21 @@ _malloc_trim: Callable[[int], int] | None = _libc.malloc_trim if _libc else None
 """glibc's ``malloc_trim``: returns free pages inside the heap too, not only at its top."""
 
 
-def keep_large_buffers_off_the_heap() -> bool:
-    """Pin glibc's mmap threshold at 8 MiB, so that large bodies are mapped and unmapped.
+def keep_large_buffers_off_the_heap(mmap_threshold_bytes: int) -> bool:
+    """Pin glibc's mmap threshold, so that large bodies are mapped and unmapped.
 
     By default freeing a mapped block raises the threshold to its size (up to 32 MiB): after
     one 19 MB body, later bodies are carved from the heap, which fragments and stays
     resident. The heap top is then trimmed only past 32 MiB (explicit trims follow big
-    bodies anyway). 8 MiB rather than lower because the model's own tensors (a few MB per
-    layer) would otherwise be mapped and unmapped on every inference: measured with
-    benchmarks/auth_overhead-style alternating runs, v1 heatmap throughput was 40.7 img/s
-    at 128 KiB, 46.7 at 1 MiB, 51.9 at 8 MiB and 51.4 without pinning; RSS after the
-    slow-client attack and a warm-up (benchmarks/slow_clients.py) +4.1 % at 8 MiB.
-    True when set (glibc only).
+    bodies anyway). Not lower than a few MiB: the model's own tensors (a few MB a layer)
+    would then be mapped and unmapped on every inference; docs/PERFORMANCE.md has the
+    measurements behind the default (AISTACK_MALLOC_MMAP_THRESHOLD_BYTES, 8 MiB).
+    True when set (glibc only; 0 leaves glibc's own dynamic threshold).
     """
-    if _libc is None:
+    if _libc is None or mmap_threshold_bytes <= 0:
         return False
     return bool(
-        _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        _libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold_bytes)
         and _libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )
 
@@ -184,12 +180,9 @@ def _refusal(error: AistackError) -> Response:
 
 
 class BodySizeLimit:
-    def __init__(
-        self, app: ASGIApp, settings: Settings | None = None, max_bytes: int | None = None
-    ) -> None:
-        settings = settings or get_settings()
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.max_bytes = max_bytes if max_bytes is not None else settings.max_body_bytes
+        self.max_bytes = settings.max_body_bytes
         self.idle_timeout_s = settings.body_idle_timeout_s
         self.timeout_s = settings.body_timeout_s
         self.budget = BodyBudget(
@@ -267,10 +260,7 @@ class BodySizeLimit:
         return message
 
     def _busy(self) -> ServiceBusy:
-        return ServiceBusy(
-            "too many request bodies are being received at once; retry shortly",
-            {"Retry-After": str(RETRY_AFTER_S)},
-        )
+        return ServiceBusy("too many request bodies are being received at once; retry shortly")
 
     def _too_large(self, size: int) -> str:
         return f"request body of {size:,} bytes exceeds the limit of {self.max_bytes:,} bytes"

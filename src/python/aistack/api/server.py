@@ -177,7 +177,7 @@ def run(settings: Settings, log_level: str = "info") -> None:
     """Serve ``create_app(settings)`` on ``settings.host``:``settings.port`` until stopped."""
     from aistack.api.app import create_app  # noqa: PLC0415 - imports the whole app
 
-    keep_large_buffers_off_the_heap()
+    keep_large_buffers_off_the_heap(settings.malloc_mmap_threshold_bytes)
     trusted = trusted_proxies(settings)
     uvicorn.run(
         create_app(settings),

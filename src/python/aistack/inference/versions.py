@@ -21,7 +21,7 @@ from pathlib import Path
 LABELS_FILE = "version_labels.json"
 SERVED_LABEL = "stable"
 MODEL_INFO_FILE = "assets.extra/model_info.json"
-"""The same path as ``aistack.xray.export.MODEL_INFO_FILE``, without importing TensorFlow."""
+"""Where each version records its name, classes and input size (written by xray.export)."""
 
 LABEL_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 

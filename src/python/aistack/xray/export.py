@@ -22,10 +22,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from aistack.inference.versions import MODEL_INFO_FILE
 from aistack.xray.labels import CLASSES
 from aistack.xray.model import CAM_LAYER, LOGITS_LAYER
-
-MODEL_INFO_FILE = "assets.extra/model_info.json"
 
 
 def ensemble_members(model: keras.Model) -> list[keras.Model]:
