@@ -60,7 +60,9 @@ async def identify(
     key = bearer.credentials if bearer is not None else header_key
     if not key:
         return None
-    found = await run_in_threadpool(runtime.keys.verify, key.strip())
+    key = key.strip()
+    # A recently verified key is answered from memory; only a miss reads the database.
+    found = runtime.keys.cached(key) or await run_in_threadpool(runtime.keys.verify, key)
     if found is None:
         spend_budget(runtime, client_address(request))  # slows down guessing
         raise Unauthorized(

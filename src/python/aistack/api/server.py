@@ -16,12 +16,12 @@ Body pauses, body deadlines and the in-flight body budget are in ``aistack.api.l
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, ClassVar
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from aistack.api.errors import error_response
 from aistack.api.limits import keep_large_buffers_off_the_heap
 from aistack.config import Settings
 from aistack.errors import RequestTimeout
@@ -138,7 +138,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         error = RequestTimeout(
             f"the request headers did not arrive within {self.settings.header_timeout_s:g} s"
         )
-        body = json.dumps({"error": {"code": error.code, "message": error.message}}).encode()
+        body = bytes(error_response(error.status, error.code, error.message).body)
         lines = [STATUS_LINE[error.status]]
         for name, value in self.server_state.default_headers:
             lines += [name, b": ", value, b"\r\n"]

@@ -156,14 +156,18 @@ class KeyStore:
             self._cache = {h: v for h, v in self._cache.items() if v[1].id != key.id}
         return key
 
+    def cached(self, key: str) -> ApiKey | None:
+        """The key if it was verified less than ``cache_s`` ago (no database read), else None."""
+        with self._lock:
+            hit = self._cache.get(key_sha256(key))
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < self._cache_s else None
+
     def verify(self, key: str) -> ApiKey | None:
         """The active key matching ``key``, or None; constant-time on the secret."""
+        if (hit := self.cached(key)) is not None:
+            return hit
         digest = key_sha256(key)
         now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(digest)
-        if cached is not None and now - cached[0] < self._cache_s:
-            return cached[1]
         match = KEY_PATTERN.match(key)
         row = None
         if match:
