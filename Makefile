@@ -18,8 +18,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# tensorflow-serving-api (TF Serving's protos: gRPC, configs, warm-up records) declares a
+# dependency on the full `tensorflow` wheel; tensorflow-cpu provides the same module.
+TFS_API := tensorflow-serving-api>=2.18,<2.22
+
 $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --no-deps "$(TFS_API)"
 	touch $@
 
 $(DEV_STAMP): pyproject.toml $(RUNTIME_STAMP)

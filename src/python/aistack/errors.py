@@ -61,6 +61,12 @@ class NotFound(AistackError):
     code = "not_found"
 
 
+class ModelNotFound(NotFound):
+    """A model name, version or version label that is not served."""
+
+    code = "model_not_found"
+
+
 class MethodNotAllowed(AistackError):
     status = 405
     code = "method_not_allowed"
@@ -126,6 +132,28 @@ class ServiceBusy(AistackError):
     status = 503
     code = "service_busy"
     retry_after_s = 1
+
+
+class BackendFailed(AistackError):
+    """An inference backend (TF Serving) answered with an error we cannot pass on as is."""
+
+    status = 502
+    code = "backend_error"
+
+
+class BackendUnavailable(AistackError):
+    """No inference backend can take the request now: down, open circuit, or still loading."""
+
+    status = 503
+    code = "backend_unavailable"
+    retry_after_s = 1
+
+
+class DeadlineExceeded(AistackError):
+    """The request's inference deadline passed before any backend answered."""
+
+    status = 504
+    code = "deadline_exceeded"
 
 
 def all_error_classes() -> list[type[AistackError]]:
