@@ -15,7 +15,7 @@ from aistack.runtime import Runtime
 def test_not_ready_while_loading_then_failed_with_the_reason(tmp_path):
     release = threading.Event()
 
-    def loader_that_fails(_settings):
+    def loader_that_fails(_settings, _version):
         """Stands in for loading a model that turns out broken, after a while."""
         release.wait(10)
         raise FileNotFoundError("no SavedModel versions under /nowhere")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,36 @@ class Settings(BaseSettings):
         "off by default: no gain measured for the committed model on 2 cores",
     )
     batch_timeout_ms: float = 2.0
+    # Serving at scale (docs/SCALING.md, inference.backends)
+    backends: str = Field(
+        "",
+        description="inference backends, e.g. 'gpu=tfserving+grpc://tfs-gpu:8500/covid19,"
+        "cpu=tfserving+http://tfs-cpu:8501/covid19'; empty: the model in this process",
+    )
+    routing: Literal["gpu-first", "round-robin", "least-outstanding"] = Field(
+        "gpu-first", description="how the router picks among healthy backends"
+    )
+    inference_deadline_s: float = Field(
+        10.0, gt=0, description="a request's inference, queueing and retries included"
+    )
+    backend_queue: int = Field(
+        8, ge=0, description="calls that may wait per backend beyond its concurrency; then 503"
+    )
+    breaker_failures: int = Field(3, ge=1, description="failures in a row that open a circuit")
+    breaker_cooldown_s: float = Field(
+        5.0, gt=0, description="an open circuit lets a trial call through after this"
+    )
+    probe_interval_s: float = Field(
+        2.0, ge=0, description="health probes of remote backends (model AVAILABLE); 0: off"
+    )
+    max_queued_predictions: int = Field(
+        8,
+        ge=0,
+        description="predictions that may wait for a decode slot; beyond, 503 at once",
+    )
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, description="on SIGTERM, requests in flight get this long to finish"
+    )
     host: str = "127.0.0.1"
     port: int = 8088
 

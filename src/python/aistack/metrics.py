@@ -61,3 +61,17 @@ BACKEND_UP = Gauge(
     ["backend"],
     registry=REGISTRY,
 )
+
+BACKEND_FAILURES = Counter(
+    "aistack_backend_failures_total",
+    "Inference calls a backend failed, by reason (unavailable, error, timeout)",
+    ["backend", "reason"],
+    registry=REGISTRY,
+)
+
+REJECTED = Counter(
+    "aistack_rejected_total",
+    "Requests refused at once because a bounded queue was full, by where",
+    ["stage"],
+    registry=REGISTRY,
+)

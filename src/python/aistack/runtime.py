@@ -1,7 +1,8 @@
 """Wires the core together for the standalone runtime: engine, store, files, service.
 
-The model loads in a background thread so the process answers ``/healthz`` at once and
-``/readyz`` turns ready when the model is warm.
+Models load in a background thread so the process answers ``/healthz`` at once and
+``/readyz`` turns ready when the default version is warm. Every version on disk is served
+(a v2 request may name one); the default is the one ``versions.choose_version`` picks.
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 
 from aistack.auth.keys import KeyStore
 from aistack.auth.ratelimit import RateLimiter
 from aistack.auth.signing import UrlSigner, load_or_create_secret
 from aistack.config import Settings
-from aistack.errors import NotReady
-from aistack.inference.batcher import MicroBatcher
+from aistack.errors import ModelNotFound, NotReady
+from aistack.inference.backends import build_router
 from aistack.inference.engine import InferenceEngine
+from aistack.inference.versions import available_versions, choose_version, read_labels
 from aistack.metrics import BACKEND_UP
 from aistack.store import PredictionStore
 from aistack.xray.files import FileStore
@@ -27,27 +31,45 @@ from aistack.xray.service import XrayPolicy, XrayService
 log = logging.getLogger(__name__)
 
 
-def load_saved_model_engine(settings: Settings) -> InferenceEngine:
-    """The committed SavedModel in-process, behind the micro-batcher unless batch size is 1."""
-    from aistack.inference.savedmodel import SavedModelEngine  # noqa: PLC0415 - imports TF
+class VersionState(StrEnum):
+    """TF Serving's ModelVersionStatus states, which the model status routes report."""
 
-    engine = SavedModelEngine.from_model_dir(settings.model_dir, settings.model_version)
-    if settings.max_batch_size <= 1:
-        return engine
-    return MicroBatcher(engine, settings.max_batch_size, settings.batch_timeout_ms)
+    START = "START"
+    LOADING = "LOADING"
+    AVAILABLE = "AVAILABLE"
+    END = "END"  # failed to load (``error`` says why)
+
+
+@dataclass
+class VersionSlot:
+    """One model version the runtime serves, and how far it got."""
+
+    version: int
+    state: VersionState = VersionState.START
+    error: str | None = None
+    service: XrayService | None = None
+    ready_after_s: float | None = None
+
+    @property
+    def available(self) -> bool:
+        """Loaded, and (behind a router) some backend can take a call."""
+        if self.service is None:
+            return False
+        return bool(getattr(self.service.engine, "available", True))
 
 
 class Runtime:
     def __init__(
         self,
         settings: Settings,
-        engine_factory: Callable[[Settings], InferenceEngine] = load_saved_model_engine,
+        engine_factory: Callable[[Settings, int], InferenceEngine] = build_router,
     ) -> None:
         self.settings = settings
         self.engine_factory = engine_factory
         self.started_at = time.monotonic()
-        self.ready_after_s: float | None = None
         self.load_error: str | None = None
+        self.default_version: int | None = None
+        self.slots: dict[int, VersionSlot] = {}
         self.store = PredictionStore(settings.resolved_database_url)
         self.store.create_schema()
         self.keys = KeyStore(self.store.engine, cache_s=settings.key_cache_s)
@@ -59,7 +81,6 @@ class Runtime:
         self.files = FileStore(
             settings.var_dir / "static", retention_seconds=settings.file_retention_hours * 3600
         )
-        self._service: XrayService | None = None
         self._loader: threading.Thread | None = None
 
     def start_loading(self) -> None:
@@ -67,49 +88,115 @@ class Runtime:
         self._loader.start()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait for the loader (every version on disk) and say whether the default is served."""
         if self._loader is not None:
             self._loader.join(timeout)
-        return self._service is not None
+        return self.ready
 
     def _load(self) -> None:
+        """The default version first (readiness waits for it), then the others on disk."""
+        model_dir = self.settings.model_dir
         try:
-            engine = self.engine_factory(self.settings)
-        except Exception as error:  # reported by /readyz, not a crash
-            log.exception("model failed to load")
+            self.default_version = choose_version(model_dir, self.settings.model_version).version
+        except (OSError, LookupError, ValueError) as error:
+            log.error("no model version to serve: %s", error)
             self.load_error = f"{type(error).__name__}: {error}"
             BACKEND_UP.labels("inprocess").set(0)
             return
-        BACKEND_UP.labels(engine.backend).set(1)
-        policy = XrayPolicy(
+        others = [v for v in available_versions(model_dir) if v != self.default_version]
+        for version in (self.default_version, *others):
+            self.slots.setdefault(version, VersionSlot(version))
+        for version in (self.default_version, *others):
+            self._load_version(self.slots[version])
+            if version == self.default_version:
+                self.load_error = self.slots[version].error
+                self._sweep()
+
+    def _load_version(self, slot: VersionSlot) -> None:
+        slot.state = VersionState.LOADING
+        try:
+            engine = self.engine_factory(self.settings, slot.version)
+        except Exception as error:  # reported by /readyz and the status routes, not a crash
+            log.exception("model version %d failed to load", slot.version)
+            slot.error = f"{type(error).__name__}: {error}"
+            slot.state = VersionState.END
+            return
+        input_check = load_for_version(self.settings.model_dir / str(slot.version))
+        if input_check is None:
+            log.warning("no input check for version %d: any picture is classified", slot.version)
+        slot.service = XrayService(engine, self.store, self.files, self._policy(), input_check)
+        slot.ready_after_s = round(time.monotonic() - self.started_at, 2)
+        slot.state = VersionState.AVAILABLE
+        info = engine.info
+        log.info("model %s v%d ready after %.2f s", info.name, info.version, slot.ready_after_s)
+
+    def _policy(self) -> XrayPolicy:
+        return XrayPolicy(
             max_bytes=self.settings.max_body_bytes,
             max_pixels=self.settings.max_pixels,
             covid_threshold=self.settings.covid_threshold,
             heatmap_alpha=self.settings.heatmap_alpha,
             max_concurrent_decodes=self.settings.max_concurrent_decodes,
             low_confidence_margin=self.settings.low_confidence_margin,
+            max_queued_predictions=self.settings.max_queued_predictions,
         )
-        input_check = load_for_version(self.settings.model_dir / str(engine.info.version))
-        if input_check is None:
-            log.warning("no input check for this model version: any picture will be classified")
-        self._service = XrayService(engine, self.store, self.files, policy, input_check)
-        swept = self._service.sweep_files()  # what a crash or a long stop left behind
+
+    def _sweep(self) -> None:
+        slot = self.slots.get(self.default_version or -1)
+        if slot is None or slot.service is None:
+            return
+        swept = slot.service.sweep_files()  # what a crash or a long stop left behind
         if swept:
             log.info("swept %d stored files (expired, or orphaned by a crash)", swept)
-        self.ready_after_s = round(time.monotonic() - self.started_at, 2)
-        info = engine.info
-        log.info("model %s v%d ready after %.2f s", info.name, info.version, self.ready_after_s)
+
+    @property
+    def ready_after_s(self) -> float | None:
+        slot = self.slots.get(self.default_version or -1)
+        return slot.ready_after_s if slot else None
+
+    def versions(self) -> list[VersionSlot]:
+        """Served versions, ascending (TF Serving lists them newest first; routes decide)."""
+        return [self.slots[v] for v in sorted(self.slots)]
+
+    def version_for_label(self, label: str) -> int:
+        """The version ``version_labels.json`` gives ``label``; 404 when none does."""
+        version = read_labels(self.settings.model_dir).get(label)
+        if version is None or version not in self.slots:
+            raise ModelNotFound(f"no served model version is labelled {label!r}")
+        return version
+
+    def service_for(self, version: int | None = None) -> XrayService:
+        """The service of ``version`` (the default one when None): 404 unknown, 503 loading."""
+        if version is None:
+            return self.service
+        slot = self.slots.get(version)
+        if slot is None:
+            served = ", ".join(map(str, sorted(self.slots))) or "none yet"
+            raise ModelNotFound(f"model version {version} is not served (served: {served})")
+        if slot.service is None:
+            if slot.error:
+                raise NotReady(f"model version {version} failed to load: {slot.error}")
+            raise NotReady(f"model version {version} is still loading; retry shortly")
+        return slot.service
 
     @property
     def ready(self) -> bool:
-        return self._service is not None
+        slot = self.slots.get(self.default_version or -1)
+        return slot is not None and slot.available
 
     @property
     def service(self) -> XrayService:
-        if self._service is None:
+        """The default version's service; 503 while it loads, or when it failed to."""
+        slot = self.slots.get(self.default_version or -1)
+        if slot is None or slot.service is None:
             if self.load_error:
                 raise NotReady(f"model failed to load: {self.load_error}")
             raise NotReady("the model is still loading; retry shortly")
-        return self._service
+        return slot.service
 
     def close(self) -> None:
+        for slot in self.slots.values():
+            close = getattr(slot.service.engine if slot.service else None, "close", None)
+            if callable(close):
+                close()
         self.store.close()

@@ -22,6 +22,8 @@ class EngineOutput:
 
     probabilities: np.ndarray
     heatmaps: np.ndarray | None
+    backend: str | None = None
+    """Which backend computed it, when a router chose among several."""
 
 
 class InferenceEngine(Protocol):

@@ -36,6 +36,8 @@ class PredictionRecord:
     heatmap_file: str | None = None
     overlay_file: str | None = None
     client: str | None = None
+    backend: str | None = None
+    """Which inference backend served it (``inprocess``, or a configured TF Serving one)."""
 
     @classmethod
     def create(cls, **values: Any) -> PredictionRecord:

@@ -76,6 +76,7 @@ class PredictionRow(Base):
     heatmap_file: Mapped[str | None] = mapped_column(String(255), nullable=True)
     overlay_file: Mapped[str | None] = mapped_column(String(255), nullable=True)
     client: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
     """Name of the API key that asked for it (None when auth is off or v1 is open)."""
 
 

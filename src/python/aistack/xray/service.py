@@ -15,12 +15,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from aistack.errors import ServiceBusy
 from aistack.imaging.decode import DecodedImage, decode_image
 from aistack.imaging.overlay import blend, colorize_heatmap, encode_jpeg, fit_within
 from aistack.imaging.preprocess import DECODE_MIN_SIDE, to_grayscale_uint8, to_model_input
 from aistack.inference.engine import InferenceEngine
+from aistack.inference.gate import Gate, GateFull
 from aistack.logs import log_event
-from aistack.metrics import INFERENCE_DURATION, PREDICTIONS
+from aistack.metrics import INFERENCE_DURATION, PREDICTIONS, REJECTED
 from aistack.store import PredictionRecord, PredictionStore
 from aistack.xray.files import HEATMAP, RESULT, SOURCE, FileStore
 from aistack.xray.labels import COVID_INDEX
@@ -41,6 +43,7 @@ class XrayPolicy:
     heatmap_alpha: float
     max_concurrent_decodes: int = 2
     low_confidence_margin: float = 0.2
+    max_queued_predictions: int = 8
 
 
 def is_covid_positive(probabilities: np.ndarray, threshold: float) -> bool:
@@ -62,6 +65,7 @@ class ModelRun:
     image: DecodedImage
     probabilities: np.ndarray  # (classes,)
     heatmap: np.ndarray | None  # (h, w) in 0..1
+    backend: str
 
 
 def run_model(
@@ -81,10 +85,14 @@ def run_model(
     pixels = to_model_input(image.pixels, engine.info.image_size)
     if input_check is not None:
         input_check.check(pixels, image.width, image.height)
-    with INFERENCE_DURATION.labels(engine.backend, str(heatmap).lower()).time():
-        output = engine.infer(pixels[np.newaxis], heatmap=heatmap)
+    started = time.perf_counter()
+    output = engine.infer(pixels[np.newaxis], heatmap=heatmap)
+    if output.backend is None:  # a router times each backend itself
+        INFERENCE_DURATION.labels(engine.backend, str(heatmap).lower()).observe(
+            time.perf_counter() - started
+        )
     cam = output.heatmaps[0] if output.heatmaps is not None else None
-    return ModelRun(image, output.probabilities[0], cam)
+    return ModelRun(image, output.probabilities[0], cam, output.backend or engine.backend)
 
 
 def render_heatmaps(
@@ -112,8 +120,9 @@ class XrayService:
         self.files = files
         self.policy = policy
         self._count = 0
-        # Decoding and rendering hold the image in memory: bound how many do so at once.
-        self._decode_slots = threading.BoundedSemaphore(max(1, policy.max_concurrent_decodes))
+        # Decoding and rendering hold the image in memory: a few at once, a few waiting, and
+        # the rest refused at once (503), so overload neither grows memory nor latency.
+        self.admission = Gate(max(1, policy.max_concurrent_decodes), policy.max_queued_predictions)
 
     def predict(
         self, data: bytes, heatmap: bool, endpoint: str, client: str | None = None
@@ -124,16 +133,22 @@ class XrayService:
         """
         started = time.perf_counter()
         prediction_id = uuid.uuid4().hex
-        with self._decode_slots:
-            run = run_model(
-                self.engine,
-                data,
-                self.policy.max_pixels,
-                heatmap,
-                self.policy.max_bytes,
-                self.input_check,
-            )
-            rendered = self._render(run) if run.heatmap is not None else None
+        try:
+            with self.admission.enter():
+                run = run_model(
+                    self.engine,
+                    data,
+                    self.policy.max_pixels,
+                    heatmap,
+                    self.policy.max_bytes,
+                    self.input_check,
+                )
+                rendered = self._render(run) if run.heatmap is not None else None
+        except GateFull:  # only the admission gate raises it here
+            REJECTED.labels("admission").inc()
+            raise ServiceBusy(
+                "the service is at capacity: every prediction slot and queue place is taken"
+            ) from None
         probabilities = run.probabilities
         image_file = self.files.write(SOURCE, f"{prediction_id}.{_extension(run.image)}", data)
         heatmap_file = overlay_file = None
@@ -159,6 +174,7 @@ class XrayService:
             heatmap_file=heatmap_file,
             overlay_file=overlay_file,
             client=client,
+            backend=run.backend,
         )
         self.store.add(record)
         PREDICTIONS.labels(record.label, endpoint).inc()
@@ -171,6 +187,7 @@ class XrayService:
             covid_positive=record.covid_positive,
             model_version=record.model_version,
             latency_ms=record.latency_ms,
+            backend=record.backend,
         )
         self._maybe_sweep()
         return record

@@ -1,0 +1,60 @@
+"""A bounded queue in front of scarce work: a few run, a few wait, the rest are refused at once.
+
+Refusing at the door keeps memory bounded and latency honest under overload: a request that
+would wait longer than the work it queues behind is better told to retry (503 +
+``Retry-After``) than left to hang.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class GateFull(Exception):
+    """Every running and waiting place is taken."""
+
+
+class GateTimeout(Exception):
+    """A waiting place was taken, but no running place came before the deadline."""
+
+
+class Gate:
+    """``concurrency`` callers run at once, ``queue`` more may wait; the rest fail fast."""
+
+    def __init__(self, concurrency: int, queue: int) -> None:
+        if concurrency < 1 or queue < 0:
+            raise ValueError("a gate needs concurrency >= 1 and queue >= 0")
+        self.concurrency = concurrency
+        self.capacity = concurrency + queue
+        self._running = threading.BoundedSemaphore(concurrency)
+        self._lock = threading.Lock()
+        self._outstanding = 0
+
+    @property
+    def outstanding(self) -> int:
+        """Running plus waiting: what least-outstanding routing compares."""
+        return self._outstanding
+
+    @property
+    def waiting(self) -> int:
+        return max(0, self._outstanding - self.concurrency)
+
+    @contextmanager
+    def enter(self, timeout_s: float | None = None) -> Iterator[None]:
+        """Run inside; :class:`GateFull` at once when full, :class:`GateTimeout` after waiting."""
+        with self._lock:
+            if self._outstanding >= self.capacity:
+                raise GateFull
+            self._outstanding += 1
+        try:
+            if not self._running.acquire(timeout=timeout_s):
+                raise GateTimeout
+            try:
+                yield
+            finally:
+                self._running.release()
+        finally:
+            with self._lock:
+                self._outstanding -= 1
