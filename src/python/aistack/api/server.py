@@ -191,5 +191,5 @@ def run(settings: Settings, log_level: str = "info") -> None:
         # uvicorn neither defaults to trusting loopback nor reads FORWARDED_ALLOW_IPS.
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )

@@ -25,6 +25,12 @@ def serve(
             f"connect; it is allowed on a loopback address only, not {settings.host!r}",
             param_hint="--host",
         )
+    from aistack.inference.backends import BackendSpecError, parse_backends  # noqa: PLC0415
+
+    try:
+        parse_backends(settings.backends)
+    except BackendSpecError as error:
+        raise typer.BadParameter(str(error), param_hint="AISTACK_BACKENDS") from error
     run(settings, log_level)
 
 
