@@ -6,7 +6,8 @@
 Each revision is checked out with ``git worktree`` into a temporary folder and served by
 this venv's Python with ``PYTHONPATH`` pointing at its sources, all with the same committed
 model and auth off (older revisions had none). Runs rotate through the revisions so that a
-shared machine's drift hits all alike; each run is 8 clients posting every test image.
+shared machine's drift hits all alike; each run is 8 clients posting every test image, and
+reports the server's CPU per image too, which others' load on the machine disturbs less.
 ``--env NAME=VALUE`` sets a variable for every server; a variant ``REV+NAME=VALUE[+...]``
 serves ``REV`` with those variables, to compare settings of one revision:
 
@@ -80,24 +81,36 @@ def main() -> None:
             for server in servers.values():  # warm every server before measuring
                 run_benchmark(server.url, images[:4], 2, args.endpoint)
             results: dict[str, list[float]] = {r: [] for r in servers}
+            cpu_ms: dict[str, list[float]] = {r: [] for r in servers}
             names = list(servers)
             for round_index in range(args.rounds):
                 shift = round_index % len(names)
                 for revision in names[shift:] + names[:shift]:
+                    server = servers[revision]
+                    cpu_before = server.cpu_s()
                     summary = summarize(
-                        run_benchmark(servers[revision].url, images, args.clients, args.endpoint)
+                        run_benchmark(server.url, images, args.clients, args.endpoint)
                     )
                     assert summary["errors"] == 0, summary
+                    per_image = (server.cpu_s() - cpu_before) * 1000 / summary["requests"]
                     results[revision].append(summary["throughput_images_per_s"])
-                    print(f"{revision:<12} {summary['throughput_images_per_s']:6.1f} img/s")
+                    cpu_ms[revision].append(per_image)
+                    print(
+                        f"{revision:<12} {summary['throughput_images_per_s']:6.1f} img/s "
+                        f"{per_image:6.1f} server CPU ms/image"
+                    )
         finally:
             for server in servers.values():
                 server.stop()
     subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=False)
     base = statistics.median(results[names[0]])
+    base_cpu = statistics.median(cpu_ms[names[0]])
     for revision, values in results.items():
-        median = statistics.median(values)
-        print(f"{revision:<12} median {median:6.1f} img/s  ratio to {names[0]} {median / base:.3f}")
+        median, cpu = statistics.median(values), statistics.median(cpu_ms[revision])
+        print(
+            f"{revision:<12} median {median:6.1f} img/s  ratio to {names[0]} {median / base:.3f}"
+            f"  |  {cpu:5.1f} server CPU ms/image, ratio {cpu / base_cpu:.3f}"
+        )
 
 
 if __name__ == "__main__":
