@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         "off by default: no gain measured for the committed model on 2 cores",
     )
     batch_timeout_ms: float = 2.0
+    tf_intra_op_threads: int = Field(
+        0, ge=0, description="TensorFlow threads per model call (in-process); 0: one per core"
+    )
+    tf_inter_op_threads: int = Field(
+        0, ge=0, description="TensorFlow calls run side by side (in-process); 0: its default"
+    )
     # Serving at scale (docs/SCALING.md, inference.backends)
     backends: str = Field(
         "",

@@ -115,8 +115,12 @@ def build_engine(spec: BackendSpec, settings: Settings, version: int) -> Inferen
     version_dir = settings.model_dir / str(version)
     if spec.kind == "inprocess":
         from aistack.inference.batcher import MicroBatcher  # noqa: PLC0415
-        from aistack.inference.savedmodel import SavedModelEngine  # noqa: PLC0415 - imports TF
+        from aistack.inference.savedmodel import (  # noqa: PLC0415 - imports TF
+            SavedModelEngine,
+            configure_threads,
+        )
 
+        configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
         engine: InferenceEngine = SavedModelEngine(version_dir)
         if settings.max_batch_size > 1:
             engine = MicroBatcher(engine, settings.max_batch_size, settings.batch_timeout_ms)

@@ -23,6 +23,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 log = logging.getLogger(__name__)
 
 
+def configure_threads(intra_op: int, inter_op: int) -> None:
+    """TensorFlow's thread pools; 0 leaves TensorFlow's choice (one thread per core).
+
+    Only possible before TensorFlow runs anything, so the first engine of a process decides.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    try:
+        if intra_op:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:
+        log.warning("TensorFlow already initialised: its thread settings stay as they were")
+
+
 class SavedModelEngine:
     """Runs the exported model in this process; thread-safe, batch any size."""
 
