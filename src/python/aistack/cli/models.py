@@ -1,16 +1,33 @@
-"""`aistack models list | label`: the version folders and which one `serve` loads."""
+"""`aistack models list | label | tf-config | warmup`: versions, what is served, TF Serving files.
+
+`label` is the one place a served version is chosen; it also re-renders TF Serving's
+models.config so that TF Serving and `aistack serve` serve the same version.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from aistack.cli.common import DEFAULT_MODEL_DIR, ModelDir, console, served_by_serve, tell
+from aistack.cli.common import (
+    DEFAULT_MODEL_DIR,
+    ModelDir,
+    console,
+    say,
+    served_by_serve,
+    tell,
+)
+from aistack.config import PROJECT_ROOT
 
 models_app = typer.Typer(
-    no_args_is_help=True, help="List model versions; choose which one is served."
+    no_args_is_help=True,
+    help="List model versions; choose which one is served; write TF Serving's files.",
 )
+
+DEFAULT_TF_CONFIG = PROJECT_ROOT / "tf-serving" / "models.config"
+"""TF Serving's model config for the committed model folder (tf-serving/README.md)."""
 
 
 @models_app.command("list")
@@ -51,6 +68,13 @@ def models_label(
     label: Annotated[str, typer.Argument(help="`stable` is the version `serve` loads")],
     version: Annotated[int, typer.Argument(min=1, help="an existing version")],
     model_dir: ModelDir = DEFAULT_MODEL_DIR,
+    tf_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="models.config to re-render; default: tf-serving/models.config when "
+            "--model-dir is the committed model folder and that file exists",
+        ),
+    ] = None,
 ) -> None:
     """Point a label at a version (version_labels.json); `serve` reads it when it starts."""
     from aistack.inference import versions  # noqa: PLC0415
@@ -65,3 +89,58 @@ def models_label(
     if label == versions.SERVED_LABEL:
         _, note = served_by_serve(model_dir)
         tell(f"{note}; a running server keeps its model until restarted")
+    if tf_config is None and _is_committed_model_dir(model_dir) and DEFAULT_TF_CONFIG.is_file():
+        tf_config = DEFAULT_TF_CONFIG
+    if tf_config is not None:
+        try:
+            _write_tf_config(model_dir, tf_config)
+        except (LookupError, FileNotFoundError, ValueError) as error:
+            say(f"{tf_config} not re-rendered, it no longer matches the labels: {error}")
+            raise typer.Exit(1) from error
+
+
+@models_app.command("tf-config")
+def models_tf_config(
+    model_dir: ModelDir = DEFAULT_MODEL_DIR,
+    out: Annotated[
+        Path,
+        typer.Option(help="ModelServerConfig text file", show_default="tf-serving/models.config"),
+    ] = DEFAULT_TF_CONFIG,
+) -> None:
+    """Write TF Serving's models.config: the labelled versions, stable and canary."""
+    try:
+        _write_tf_config(model_dir, out)
+    except (LookupError, FileNotFoundError, ValueError) as error:
+        raise typer.BadParameter(str(error), param_hint="--model-dir") from error
+
+
+@models_app.command("warmup")
+def models_warmup(
+    version: Annotated[int, typer.Argument(min=1, help="an existing version")],
+    model_dir: ModelDir = DEFAULT_MODEL_DIR,
+) -> None:
+    """Write the version's TF Serving warm-up requests (assets.extra), nothing else of it."""
+    from aistack.inference import versions  # noqa: PLC0415
+    from aistack.xray.warmup import write_warmup_requests  # noqa: PLC0415
+
+    found = versions.available_versions(model_dir)
+    if version not in found:
+        raise typer.BadParameter(f"version {version} not in {model_dir} (have {found})")
+    try:
+        path, count = write_warmup_requests(model_dir / str(version))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    tell(f"{count} warm-up requests ({path.stat().st_size / 1024:.0f} KiB) in {path}")
+
+
+def _is_committed_model_dir(model_dir: Path) -> bool:
+    """Only the committed folder has tf-serving/models.config; others need --tf-config."""
+    return model_dir.resolve() == DEFAULT_MODEL_DIR.resolve()
+
+
+def _write_tf_config(model_dir: Path, out: Path) -> None:
+    from aistack.inference import tfserving_config  # noqa: PLC0415
+
+    tfserving_config.write_models_config(model_dir, out)
+    labels = ", ".join(f"{k}={v}" for k, v in tfserving_config.served_labels(model_dir).items())
+    tell(f"TF Serving config ({labels}) in {out}")
