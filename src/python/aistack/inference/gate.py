@@ -41,20 +41,58 @@ class Gate:
     def waiting(self) -> int:
         return max(0, self._outstanding - self.concurrency)
 
-    @contextmanager
-    def enter(self, timeout_s: float | None = None) -> Iterator[None]:
-        """Run inside; :class:`GateFull` at once when full, :class:`GateTimeout` after waiting."""
+    def reserve(self) -> Ticket:
+        """Take a place now or raise :class:`GateFull`; run later with ``ticket.run()``.
+
+        Reserving early (on the event loop) and running later (in a worker thread) makes
+        refusals immediate: nothing queues unseen in front of the gate.
+        """
         with self._lock:
             if self._outstanding >= self.capacity:
                 raise GateFull
             self._outstanding += 1
+        return Ticket(self)
+
+    @contextmanager
+    def enter(self, timeout_s: float | None = None) -> Iterator[None]:
+        """Run inside; :class:`GateFull` at once when full, :class:`GateTimeout` after waiting."""
+        ticket = self.reserve()
         try:
-            if not self._running.acquire(timeout=timeout_s):
+            with ticket.run(timeout_s):
+                yield
+        finally:
+            ticket.close()
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._outstanding -= 1
+
+
+class Ticket:
+    """A reserved place at a :class:`Gate`, given back exactly once (run or abandoned)."""
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextmanager
+    def run(self, timeout_s: float | None = None) -> Iterator[None]:
+        """Wait for a running slot (:class:`GateTimeout` past ``timeout_s``), then run."""
+        try:
+            if not self._gate._running.acquire(timeout=timeout_s):
                 raise GateTimeout
             try:
                 yield
             finally:
-                self._running.release()
+                self._gate._running.release()
         finally:
-            with self._lock:
-                self._outstanding -= 1
+            self.close()
+
+    def close(self) -> None:
+        """Give the place back; later calls do nothing (a cancelled request may call it)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._gate._leave()

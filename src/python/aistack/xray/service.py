@@ -20,7 +20,7 @@ from aistack.imaging.decode import DecodedImage, decode_image
 from aistack.imaging.overlay import blend, colorize_heatmap, encode_jpeg, fit_within
 from aistack.imaging.preprocess import DECODE_MIN_SIDE, to_grayscale_uint8, to_model_input
 from aistack.inference.engine import InferenceEngine
-from aistack.inference.gate import Gate, GateFull
+from aistack.inference.gate import Gate, GateFull, Ticket
 from aistack.logs import log_event
 from aistack.metrics import INFERENCE_DURATION, PREDICTIONS, REJECTED
 from aistack.store import PredictionRecord, PredictionStore
@@ -124,31 +124,45 @@ class XrayService:
         # the rest refused at once (503), so overload neither grows memory nor latency.
         self.admission = Gate(max(1, policy.max_concurrent_decodes), policy.max_queued_predictions)
 
-    def predict(
-        self, data: bytes, heatmap: bool, endpoint: str, client: str | None = None
-    ) -> PredictionRecord:
-        """Decode with limits, run the model once, render and store; raises 4xx errors.
+    def admit(self) -> Ticket:
+        """A place among the predictions running or waiting, or 503 ``service_busy`` at once.
 
-        ``client`` names the API key that asked (it may read the prediction back).
+        The web routes take it on the event loop, before handing the work to a thread, so
+        an overload is refused in milliseconds instead of queueing for a worker thread.
         """
-        started = time.perf_counter()
-        prediction_id = uuid.uuid4().hex
         try:
-            with self.admission.enter():
-                run = run_model(
-                    self.engine,
-                    data,
-                    self.policy.max_pixels,
-                    heatmap,
-                    self.policy.max_bytes,
-                    self.input_check,
-                )
-                rendered = self._render(run) if run.heatmap is not None else None
-        except GateFull:  # only the admission gate raises it here
+            return self.admission.reserve()
+        except GateFull:
             REJECTED.labels("admission").inc()
             raise ServiceBusy(
                 "the service is at capacity: every prediction slot and queue place is taken"
             ) from None
+
+    def predict(
+        self,
+        data: bytes,
+        heatmap: bool,
+        endpoint: str,
+        client: str | None = None,
+        ticket: Ticket | None = None,
+    ) -> PredictionRecord:
+        """Decode with limits, run the model once, render and store; raises 4xx errors.
+
+        ``client`` names the API key that asked (it may read the prediction back);
+        ``ticket`` is the place :meth:`admit` gave, else one is taken here.
+        """
+        started = time.perf_counter()
+        prediction_id = uuid.uuid4().hex
+        with (ticket or self.admit()).run():
+            run = run_model(
+                self.engine,
+                data,
+                self.policy.max_pixels,
+                heatmap,
+                self.policy.max_bytes,
+                self.input_check,
+            )
+            rendered = self._render(run) if run.heatmap is not None else None
         probabilities = run.probabilities
         image_file = self.files.write(SOURCE, f"{prediction_id}.{_extension(run.image)}", data)
         heatmap_file = overlay_file = None

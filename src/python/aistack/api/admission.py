@@ -1,0 +1,23 @@
+"""Predictions leave the event loop only with a place reserved: overload is refused at once.
+
+Without the reservation, requests beyond capacity would wait unseen for one of the worker
+threads (anyio's pool) and be refused only when one came free, seconds later.
+"""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+
+from aistack.store import PredictionRecord
+from aistack.xray.service import XrayService
+
+
+async def predict_in_thread(
+    service: XrayService, data: bytes, heatmap: bool, endpoint: str, client: str | None
+) -> PredictionRecord:
+    """``service.predict`` in a worker thread, after :meth:`XrayService.admit` (503 if full)."""
+    ticket = service.admit()
+    try:
+        return await run_in_threadpool(service.predict, data, heatmap, endpoint, client, ticket)
+    finally:
+        ticket.close()  # a request cancelled before its thread ran gives its place back
