@@ -151,8 +151,9 @@ class Router:
                 failure = error
                 log.warning("backend %s failed, trying another: %s", backend.name, error)
             except DeadlineExceeded as error:
-                failure = error
-                break
+                failure = error  # the backend's own timeout may leave time for another
+                if time.monotonic() >= deadline:
+                    break
         if failure is not None:
             raise failure
         if queues_full:
@@ -170,8 +171,9 @@ class Router:
             raise DeadlineExceeded("the inference deadline passed while queued")
         started = time.perf_counter()
         try:
-            if backend.takes_timeout:
-                output = backend.engine.infer(pixels, heatmap, timeout_s=remaining)
+            if backend.takes_timeout:  # its own timeout, cut short by the request's deadline
+                own = getattr(backend.engine, "timeout_s", None) or remaining
+                output = backend.engine.infer(pixels, heatmap, timeout_s=min(own, remaining))
             else:
                 output = backend.engine.infer(pixels, heatmap)
         except BackendUnavailable:
