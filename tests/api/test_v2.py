@@ -32,6 +32,7 @@ def test_json_prediction_with_heatmap(api, live_server, sample_images):
     top, second = sorted(body["probabilities"].values())[::-1][:2]
     assert body["low_confidence"] == (top - second < 0.2)
     assert body["model"] == {"name": "covid19", "version": 1}
+    assert body["backend"] == response.headers["X-Model-Backend"] == "inprocess"
     assert body["latency_ms"] > 0
     assert body["input_sha256"] == hashlib.sha256(data).hexdigest()
     for key in ("image_url", "heatmap_url", "overlay_url"):
@@ -122,3 +123,33 @@ def test_recent_predictions_are_listed_newest_first(api, live_server, sample_ima
     assert [p["id"] for p in listed] == ids[::-1]
     bad = api.get(PREDICTIONS, params={"limit": 0})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "params", [{"version": 1}, {"label": "stable"}, {"version": 1, "label": "stable"}]
+)
+def test_a_prediction_may_name_the_served_version(api, live_server, sample_images, params):
+    data = sample_images["normal"].read_bytes()
+    response = api.post(PREDICTIONS, params=params, json={"image_b64": b64(data)})
+    assert response.status_code == 201, response.text
+    assert response.json()["model"] == {"name": "covid19", "version": 1}
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "code"),
+    [
+        ({"version": 2}, 404, "model_not_found"),
+        ({"label": "canary"}, 404, "model_not_found"),
+        ({"version": 2, "label": "stable"}, 404, "model_not_found"),
+        ({"verison": 1}, 400, "bad_request"),
+        ({"version": -1}, 422, "invalid_request"),
+        ({"version": "latest"}, 422, "invalid_request"),
+    ],
+)
+def test_a_version_that_is_not_served_or_badly_named_is_refused(
+    api, live_server, sample_images, params, status, code
+):
+    data = sample_images["normal"].read_bytes()
+    response = api.post(PREDICTIONS, params=params, json={"image_b64": b64(data)})
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code

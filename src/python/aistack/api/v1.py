@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
+from aistack.api.admission import predict_in_thread
 from aistack.api.deps import file_url, get_runtime
 from aistack.api.inputs import image_from_form
+from aistack.api.models import BACKEND_HEADER_DOC, tell_backend
 from aistack.api.openapi import AUTH_ERRORS, BODY_ERRORS, error_responses
 from aistack.api.security import authorize, v1_is_open
 from aistack.auth.keys import Permission, Principal
@@ -53,7 +54,7 @@ FORM_BODY = {
         },
     }
 }
-ERRORS = error_responses(*AUTH_ERRORS, *BODY_ERRORS)
+ERRORS = {200: {"headers": BACKEND_HEADER_DOC}} | error_responses(*AUTH_ERRORS, *BODY_ERRORS)
 
 
 class V1Prediction(BaseModel):
@@ -110,13 +111,15 @@ def _model_name(record: PredictionRecord) -> str:
 
 
 async def _predict(
-    request: Request, runtime: Runtime, caller: Principal, heatmap: bool
+    request: Request, response: Response, runtime: Runtime, caller: Principal, heatmap: bool
 ) -> PredictionRecord:
     service = runtime.service  # 503 before reading a body we could not serve
     data, _ = await image_from_form(request, runtime.settings.max_body_bytes)
     endpoint = "v1-heatmap" if heatmap else "v1-predict"
     client = None if caller.is_anonymous else caller.name
-    return await run_in_threadpool(service.predict, data, heatmap, endpoint, client)
+    record = await predict_in_thread(service, data, heatmap, endpoint, client)
+    tell_backend(response, record)  # a header: the 2020 JSON stays as it was
+    return record
 
 
 @router.get("/healthcheck", operation_id="v1_healthcheck")
@@ -140,11 +143,12 @@ async def v1_healthcheck_post() -> str:
 )
 async def v1_predict(
     request: Request,
+    response: Response,
     runtime: Runtime = Depends(get_runtime),
     caller: Principal = Depends(may_predict),
 ) -> V1Prediction:
     """Classify one image sent as form field ``b64`` (base64) or file ``file``."""
-    record = await _predict(request, runtime, caller, heatmap=False)
+    record = await _predict(request, response, runtime, caller, heatmap=False)
     return V1Prediction(
         model_name=_model_name(record),
         result=V1_CLASS_NAMES[CLASSES.index(record.label)],
@@ -161,11 +165,12 @@ async def v1_predict(
 )
 async def v1_predict_heatmap(
     request: Request,
+    response: Response,
     runtime: Runtime = Depends(get_runtime),
     caller: Principal = Depends(may_predict),
 ) -> V1HeatmapPrediction:
     """Classify and render the Grad-CAM heatmap; the URLs are signed and expire."""
-    record = await _predict(request, runtime, caller, heatmap=True)
+    record = await _predict(request, response, runtime, caller, heatmap=True)
     return V1HeatmapPrediction(
         model_name=_model_name(record),
         result=v1_heatmap_label(record),

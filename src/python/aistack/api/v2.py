@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field, StrictBool, StrictStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from aistack.api.admission import predict_in_thread
 from aistack.api.deps import file_url, get_runtime, public_url
 from aistack.api.inputs import FORM_TYPES, decode_base64, image_from_form, media_type
+from aistack.api.models import BACKEND_HEADER_DOC, tell_backend
 from aistack.api.openapi import AUTH_ERRORS, BODY_ERRORS, error_responses
 from aistack.api.security import authorize
 from aistack.auth.keys import Permission, Principal
@@ -18,6 +20,7 @@ from aistack.errors import (
     InvalidJson,
     InvalidRequest,
     MissingInput,
+    ModelNotFound,
     NotFound,
     UnsupportedMediaType,
 )
@@ -30,6 +33,7 @@ router = APIRouter(prefix="/api/v2/xray", tags=["v2"])
 may_predict = authorize(Permission.PREDICT)
 may_read = authorize(Permission.READ_OWN)
 PREDICTION_ID = r"^[0-9a-f]{32}$"
+QUERY_PARAMETERS = frozenset({"version", "label"})
 
 
 class PredictionRequest(BaseModel):
@@ -66,7 +70,11 @@ class Prediction(BaseModel):
     image_url: str | None = Field(description="signed URL of the upload (expires)")
     heatmap_url: str | None = Field(description="colorized Grad-CAM alone, image-sized")
     overlay_url: str | None = Field(description="Grad-CAM blended over the image")
-    model: ModelRef
+    model: ModelRef = Field(description="the model version that classified the image")
+    backend: str | None = Field(
+        description="the inference backend that ran it (inprocess, or a TF Serving one); "
+        "null for predictions stored before backends were recorded"
+    )
     latency_ms: float
     input_sha256: str
 
@@ -115,6 +123,7 @@ def to_response(runtime: Runtime, record: PredictionRecord) -> Prediction:
         heatmap_url=file_url(runtime, HEATMAP, record.heatmap_file),
         overlay_url=file_url(runtime, RESULT, record.overlay_file),
         model=ModelRef(name=record.model_name, version=record.model_version),
+        backend=record.backend,
         latency_ms=record.latency_ms,
         input_sha256=record.input_sha256,
     )
@@ -168,27 +177,69 @@ async def _read_request(request: Request, max_bytes: int) -> tuple[bytes, bool]:
     return decode_base64(parsed.image_b64), parsed.heatmap
 
 
+def requested_version(
+    request: Request, runtime: Runtime, version: int | None, label: str | None
+) -> int | None:
+    """The version a request names by ``?version=`` or ``?label=``; None: the default.
+
+    Both at once pin a label: it must name that version (a label moved since is a 404). As
+    with form fields, an unknown query parameter (``?verison=2``) is an error rather than a
+    prediction silently made by another version.
+    """
+    unknown = sorted(set(request.query_params) - QUERY_PARAMETERS)
+    if unknown:
+        raise BadRequest(
+            f"unexpected query parameter {unknown[0][:40]!r}; expected version or label"
+        )
+    if label is None:
+        return version
+    labelled = runtime.version_for_label(label)
+    if version is not None and version != labelled:
+        raise ModelNotFound(f"label {label[:32]!r} names version {labelled}, not {version}")
+    return labelled
+
+
 @router.post(
     "/predictions",
     operation_id="create_prediction",
     response_model=Prediction,
     status_code=201,
     openapi_extra=REQUEST_BODY,
-    responses={201: {"description": "stored", "headers": LOCATION, "links": READ_BACK}}
-    | error_responses(*AUTH_ERRORS, *BODY_ERRORS),
+    responses={
+        201: {
+            "description": "stored",
+            "headers": LOCATION | BACKEND_HEADER_DOC,
+            "links": READ_BACK,
+        }
+    }
+    | error_responses(*AUTH_ERRORS, *BODY_ERRORS, 404),
 )
 async def create_prediction(
     request: Request,
     response: Response,
     runtime: Runtime = Depends(get_runtime),
     caller: Principal = Depends(may_predict),
+    version: int | None = Query(
+        None, ge=0, description="classify with this model version (default: the served default)"
+    ),
+    label: str | None = Query(
+        None,
+        min_length=1,
+        description="classify with the version this label names in version_labels.json",
+    ),
 ) -> Prediction:
-    """Classify one image (JSON ``image_b64`` or multipart ``file``) and store the result."""
-    service = runtime.service  # 503 before reading a body we could not serve
+    """Classify one image (JSON ``image_b64`` or multipart ``file``) and store the result.
+
+    ``?version=N`` or ``?label=L`` chooses the model version (both: the label must name N);
+    one that is not served is a 404.
+    """
+    # 404 or 503 before reading a body we could not serve
+    service = runtime.service_for(requested_version(request, runtime, version, label))
     data, heatmap = await _read_request(request, runtime.settings.max_body_bytes)
     client = None if caller.is_anonymous else caller.name
-    record = await run_in_threadpool(service.predict, data, heatmap, "v2", client)
+    record = await predict_in_thread(service, data, heatmap, "v2", client)
     response.headers["Location"] = public_url(runtime, f"/api/v2/xray/predictions/{record.id}")
+    tell_backend(response, record)
     return to_response(runtime, record)
 
 
