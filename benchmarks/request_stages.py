@@ -24,14 +24,27 @@ from aistack.xray.service import render_heatmaps
 MAX_PIXELS = 50_000_000
 
 
-def per_image_ms(fn, items, repeats: int) -> float:
-    times = []
+def per_image_ms(fn, items, repeats: int) -> tuple[float, float]:
+    """(wall ms, CPU ms of the whole process, all threads) per item, medians of repeats.
+
+    CPU counts TensorFlow's worker threads too: what a core-bound server pays per image.
+    """
+    walls, cpus = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for item in items:
             fn(item)
-        times.append((time.perf_counter() - started) / len(items))
-    return statistics.median(times) * 1000
+        walls.append((time.perf_counter() - started) / len(items))
+        cpus.append((time.process_time() - cpu_started) / len(items))
+    return statistics.median(walls) * 1000, statistics.median(cpus) * 1000
+
+
+def whole_request(engine, data: bytes, size: int) -> None:
+    """The in-process work of one v1 heatmap request: decode, model + Grad-CAM, render."""
+    image = decode_image(data, MAX_PIXELS, DECODE_MIN_SIDE)
+    output = engine.infer(to_model_input(image.pixels, size)[np.newaxis], heatmap=True)
+    for rendered in render_heatmaps(image, output.heatmaps[0], 0.5):
+        encode_jpeg(rendered)
 
 
 def main() -> None:
@@ -67,19 +80,31 @@ def main() -> None:
         "model + Grad-CAM, batch 1": per_image_ms(
             lambda p: engine.infer(p, heatmap=True), pixels, args.repeats
         ),
-        "model + Grad-CAM, batch 8 (per image)": per_image_ms(
-            lambda b: engine.infer(b, heatmap=True), [batch8], args.repeats * 5
-        )
-        / 8,
+        "model + Grad-CAM, batch 8 (per image)": tuple(
+            ms / 8
+            for ms in per_image_ms(
+                lambda b: engine.infer(b, heatmap=True), [batch8], args.repeats * 5
+            )
+        ),
         "render heatmap + overlay, 2 JPEG encodes": per_image_ms(
             lambda i: [encode_jpeg(x) for x in render_heatmaps(i, cam, 0.5)], images, args.repeats
+        ),
+        "decode + model + Grad-CAM + render (one request)": per_image_ms(
+            lambda d: whole_request(engine, d, size), datas, args.repeats
         ),
     }
     print(
         f"{len(files)} images from {args.images}, model {engine.info.name} v{engine.info.version}"
     )
-    for name, ms in rows.items():
-        print(f"{name:<45}{ms:>8.2f} ms")
+    print(f"{'stage':<50}{'wall':>9}{'CPU':>9}")
+    for name, (wall, cpu) in rows.items():
+        print(f"{name:<50}{wall:>6.2f} ms{cpu:>6.2f} ms")
+    cores = os.cpu_count() or 1
+    _, request_cpu = rows["decode + model + Grad-CAM + render (one request)"]
+    print(
+        f"in-process limit on {cores} cores: {cores} / {request_cpu:.1f} ms CPU = "
+        f"{cores * 1000 / request_cpu:.0f} images/s"
+    )
 
 
 if __name__ == "__main__":
