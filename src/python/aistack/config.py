@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     tf_intra_op_threads: int = Field(
         0, ge=0, description="TensorFlow threads per model call (in-process); 0: one per core"
     )
+    opencv_threads: int = Field(
+        1,
+        ge=0,
+        description="OpenCV threads per call; concurrent requests already use the cores, so "
+        "one spares the hand-offs (0 or 1: single-threaded, as OpenCV counts)",
+    )
     tf_inter_op_threads: int = Field(
         0, ge=0, description="TensorFlow calls run side by side (in-process); 0: its default"
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+import cv2
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -178,6 +179,7 @@ def run(settings: Settings, log_level: str = "info") -> None:
     from aistack.api.app import create_app  # noqa: PLC0415 - imports the whole app
 
     keep_large_buffers_off_the_heap(settings.malloc_mmap_threshold_bytes)
+    cv2.setNumThreads(settings.opencv_threads)
     trusted = trusted_proxies(settings)
     uvicorn.run(
         create_app(settings),
