@@ -38,7 +38,10 @@ class Settings(BaseSettings):
     )
     batch_timeout_ms: float = 2.0
     tf_intra_op_threads: int = Field(
-        0, ge=0, description="TensorFlow threads per model call (in-process); 0: one per core"
+        1,
+        ge=0,
+        description="TensorFlow threads per model call (in-process); 0: one per core. One "
+        "serves more images/s: concurrent requests already fill the cores (PERFORMANCE.md)",
     )
     opencv_threads: int = Field(
         1,
