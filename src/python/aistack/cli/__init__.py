@@ -12,7 +12,7 @@ import typer
 
 from aistack import __version__
 from aistack.auth.cli import keys_app
-from aistack.cli import bench, predict, serve, tf_notice
+from aistack.cli import bench, predict, serve, tf_notice, up
 from aistack.cli.evaluate import evaluate_app
 from aistack.cli.models import models_app
 from aistack.cli.train import train_app
@@ -31,6 +31,7 @@ app.add_typer(keys_app, name="keys")
 app.command()(serve.serve)
 app.command()(predict.predict)
 app.command()(bench.bench)
+app.command()(up.up)
 
 
 def _show_version(value: bool) -> None:
