@@ -91,6 +91,7 @@ def test_metadata_and_listing_need_a_key_that_reads_everything(live_server):
         as_predict = httpx.get(f"{live_server.url}{path}", headers={"X-API-Key": predict_key})
         assert as_predict.status_code == 403, path
         assert as_predict.json()["error"]["code"] == "forbidden"
+        assert "may not read model details" in as_predict.json()["error"]["message"]
         as_read = httpx.get(f"{live_server.url}{path}", headers={"X-API-Key": read_key})
         assert as_read.status_code == 200, path
 

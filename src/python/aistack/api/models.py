@@ -27,7 +27,7 @@ from aistack.store import PredictionRecord
 
 tf_serving = APIRouter(prefix="/v1/models", tags=["model status (TF Serving REST)"])
 router = APIRouter(prefix="/api/v2/models", tags=["v2"])
-may_read_models = authorize(Permission.READ_ALL)
+may_read_models = authorize(Permission.READ_ALL, action="read model details")
 
 BACKEND_HEADER = "X-Model-Backend"
 BACKEND_HEADER_DOC = {

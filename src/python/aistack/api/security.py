@@ -81,13 +81,17 @@ def missing_key(runtime: Runtime, request: Request) -> Unauthorized:
 
 
 def authorize(
-    permission: Permission, open_when: Callable[[Runtime], bool] | None = None
+    permission: Permission,
+    open_when: Callable[[Runtime], bool] | None = None,
+    action: str | None = None,
 ) -> PrincipalDependency:
     """A dependency yielding the caller, who must hold ``permission``.
 
     ``open_when(runtime)`` true lets keyless callers through with predict rights alone
-    (the 2020 v1 routes under AISTACK_V1_OPEN).
+    (the 2020 v1 routes under AISTACK_V1_OPEN). ``action`` words the 403 for routes whose
+    permission is borrowed (model details need the read-all role).
     """
+    refused = action or WHAT[permission]
 
     async def dependency(request: Request, caller: Principal | None = Security(identify)):
         runtime = get_runtime(request)
@@ -96,9 +100,7 @@ def authorize(
                 raise missing_key(runtime, request)
             caller = OPEN_V1
         if not caller.can(permission):
-            raise Forbidden(
-                f"the key {caller.name!r} (role {caller.role}) may not {WHAT[permission]}"
-            )
+            raise Forbidden(f"the key {caller.name!r} (role {caller.role}) may not {refused}")
         spend_budget(runtime, caller.key_id or client_address(request))
         request.state.principal = caller
         return caller
