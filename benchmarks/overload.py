@@ -77,7 +77,9 @@ def main() -> None:
             busy = summarize(run_benchmark(server.url, images, 8, ENDPOINT, api_key=server.api_key))
             idle = summarize(run_benchmark(server.url, images, 1, ENDPOINT, api_key=server.api_key))
             rate = busy["throughput_images_per_s"] * args.factor
+            rss_before = server.rss_mb()
             results = asyncio.run(open_loop(server.url, bodies, rate, args.seconds, server.headers))
+            rss_peak = server.rss_mb(peak=True)
         finally:
             server.stop()
     accepted = [s for code, s in results if code == 200]
@@ -104,6 +106,7 @@ def main() -> None:
         f" {percentile_ms(accepted, 95) / idle['latency_ms']['p95']:.2f} x the unloaded p95"
     )
     print(f"  accepted throughput {len(accepted) / args.seconds:.1f} img/s")
+    print(f"  server RSS before the overload {rss_before:.0f} MB, peak {rss_peak:.0f} MB")
 
 
 if __name__ == "__main__":

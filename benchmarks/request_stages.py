@@ -13,12 +13,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import cv2
 import numpy as np
 
+from aistack.config import Settings
 from aistack.imaging.decode import decode_image
 from aistack.imaging.overlay import encode_jpeg
 from aistack.imaging.preprocess import DECODE_MIN_SIDE, to_model_input
-from aistack.inference.savedmodel import SavedModelEngine
+from aistack.inference.savedmodel import SavedModelEngine, configure_threads
 from aistack.xray.service import render_heatmaps
 
 MAX_PIXELS = 50_000_000
@@ -57,6 +59,9 @@ def main() -> None:
         p for p in args.images.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
     )
     datas = [p.read_bytes() for p in files]
+    settings = Settings()  # the thread settings the server uses (AISTACK_*_THREADS)
+    cv2.setNumThreads(settings.opencv_threads)
+    configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
     engine = SavedModelEngine.from_model_dir(args.model_dir)
     size = engine.info.image_size
     images = [decode_image(d, MAX_PIXELS, DECODE_MIN_SIDE) for d in datas]
@@ -95,6 +100,8 @@ def main() -> None:
     }
     print(
         f"{len(files)} images from {args.images}, model {engine.info.name} v{engine.info.version}"
+        f", threads: TensorFlow {settings.tf_intra_op_threads or 'auto'} per call, "
+        f"OpenCV {settings.opencv_threads}"
     )
     print(f"{'stage':<50}{'wall':>9}{'CPU':>9}")
     for name, (wall, cpu) in rows.items():
