@@ -19,6 +19,7 @@ from aistack.api.context import RequestContext
 from aistack.api.deps import get_runtime
 from aistack.api.errors import install_error_handlers
 from aistack.api.limits import BodySizeLimit
+from aistack.api.shedding import ShedWhenFull
 from aistack.config import Settings, get_settings
 from aistack.runtime import Runtime
 
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, settings=settings)
+    app.add_middleware(ShedWhenFull, runtime=runtime)
     app.add_middleware(RequestContext)
     app.add_middleware(metrics.HttpMetrics)
     app.include_router(v1.router)

@@ -114,6 +114,7 @@ async def _predict(
     request: Request, response: Response, runtime: Runtime, caller: Principal, heatmap: bool
 ) -> PredictionRecord:
     service = runtime.service  # 503 before reading a body we could not serve
+    service.refuse_if_full()  # overload is refused before the upload is read
     data, _ = await image_from_form(request, runtime.settings.max_body_bytes)
     endpoint = "v1-heatmap" if heatmap else "v1-predict"
     client = None if caller.is_anonymous else caller.name

@@ -235,6 +235,7 @@ async def create_prediction(
     """
     # 404 or 503 before reading a body we could not serve
     service = runtime.service_for(requested_version(request, runtime, version, label))
+    service.refuse_if_full()  # overload is refused before the upload is read
     data, heatmap = await _read_request(request, runtime.settings.max_body_bytes)
     client = None if caller.is_anonymous else caller.name
     record = await predict_in_thread(service, data, heatmap, "v2", client)

@@ -33,6 +33,7 @@ OVERLAY_MAX_SIDE = 768
 ample for a screen."""
 
 SWEEP_EVERY = 500
+BUSY_MESSAGE = "the service is at capacity: every prediction slot and queue place is taken"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,16 @@ class XrayService:
         # the rest refused at once (503), so overload neither grows memory nor latency.
         self.admission = Gate(max(1, policy.max_concurrent_decodes), policy.max_queued_predictions)
 
+    def refuse_if_full(self) -> None:
+        """503 ``service_busy`` now, before the body is read, when no place is free.
+
+        Under overload most requests are refused: refusing them before their upload is
+        read and parsed keeps that cheap, so the event loop stays free for the admitted.
+        """
+        if self.admission.outstanding >= self.admission.capacity:
+            REJECTED.labels("admission").inc()
+            raise ServiceBusy(BUSY_MESSAGE)
+
     def admit(self) -> Ticket:
         """A place among the predictions running or waiting, or 503 ``service_busy`` at once.
 
@@ -134,9 +145,7 @@ class XrayService:
             return self.admission.reserve()
         except GateFull:
             REJECTED.labels("admission").inc()
-            raise ServiceBusy(
-                "the service is at capacity: every prediction slot and queue place is taken"
-            ) from None
+            raise ServiceBusy(BUSY_MESSAGE) from None
 
     def predict(
         self,
