@@ -61,3 +61,30 @@ def api(live_server: LocalServer) -> Iterator[httpx.Client]:
     """An HTTP client for the live server that authenticates as its admin key."""
     with live_server.client() as client:
         yield client
+
+
+# --- the committed model for the TF Serving doubles (tests/doubles) and what they must equal
+
+
+@pytest.fixture(scope="session")
+def repository():
+    """The committed model folder loaded once a session: what the TF Serving doubles serve."""
+    from tests.doubles.helpers import committed_repository  # noqa: PLC0415 - imports TF
+
+    return committed_repository()
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """The in-process engine on the committed version: what TF Serving's answers must equal."""
+    from tests.doubles.helpers import reference_engine  # noqa: PLC0415 - imports TF
+
+    return reference_engine()
+
+
+@pytest.fixture(scope="session")
+def real_pixels(sample_images: dict[str, Path], reference) -> object:
+    """One test image per class, prepared as the service prepares uploads."""
+    from tests.doubles.helpers import model_inputs  # noqa: PLC0415
+
+    return model_inputs(sample_images.values(), reference.info.image_size)

@@ -16,13 +16,12 @@ import pytest
 
 from aistack.bench.local_server import LocalServer, start_local_server
 from tests.conftest import MODEL_DIR
-from tests.doubles.helpers import committed_repository
 from tests.doubles.tfserving_rest import TfServingRestDouble
 
 
 @pytest.fixture(scope="module")
-def tfserving() -> Iterator[TfServingRestDouble]:
-    with TfServingRestDouble(repository=committed_repository()) as double:
+def tfserving(repository) -> Iterator[TfServingRestDouble]:
+    with TfServingRestDouble(repository=repository) as double:
         yield double
 
 

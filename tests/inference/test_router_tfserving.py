@@ -18,17 +18,11 @@ from aistack.errors import BackendUnavailable
 from aistack.inference.backends import build_router
 from aistack.inference.router import Router
 from tests.conftest import MODEL_DIR
-from tests.doubles.helpers import committed_repository, reference_engine, synthetic_pixels
-from tests.doubles.servables import ModelRepository
+from tests.doubles.helpers import synthetic_pixels
 from tests.doubles.tfserving_grpc import TfServingGrpcDouble
 from tests.doubles.tfserving_rest import TfServingRestDouble
 
 PIXELS = synthetic_pixels(1)
-
-
-@pytest.fixture(scope="module")
-def repository() -> ModelRepository:
-    return committed_repository()
 
 
 @pytest.fixture
@@ -68,9 +62,9 @@ def served_by(router: Router, calls: int) -> Counter:
     return Counter(router.infer(PIXELS, heatmap=False).backend for _ in range(calls))
 
 
-def test_gpu_first_serves_from_the_gpu_with_the_in_process_results(router, gpu, cpu):
+def test_gpu_first_serves_from_the_gpu_with_the_in_process_results(router, gpu, cpu, reference):
     output = router.infer(PIXELS, heatmap=True)
-    expected = reference_engine().infer(PIXELS, heatmap=True)
+    expected = reference.infer(PIXELS, heatmap=True)
     assert output.backend == "gpu"
     np.testing.assert_allclose(output.probabilities, expected.probabilities, atol=1e-5)
     np.testing.assert_allclose(output.heatmaps, expected.heatmaps, atol=1e-4)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -28,10 +27,7 @@ from aistack.inference.tfserving.codec import encode_pixels
 from aistack.inference.tfserving.grpc import TfServingGrpcEngine
 from tests.doubles.helpers import (
     assert_same,
-    committed_repository,
     free_port,
-    model_inputs,
-    reference_engine,
     synthetic_pixels,
     without_faults,
 )
@@ -39,16 +35,6 @@ from tests.doubles.servables import ModelRepository
 from tests.doubles.tfserving_grpc import TfServingGrpcDouble
 
 MODEL = "covid19"
-
-
-@pytest.fixture(scope="session")
-def repository() -> ModelRepository:
-    return committed_repository()
-
-
-@pytest.fixture(scope="session")
-def reference() -> SavedModelEngine:
-    return reference_engine()
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +62,6 @@ def make_engine(
     yield make
     for engine in engines:
         engine.close()
-
-
-@pytest.fixture(scope="session")
-def real_pixels(sample_images: dict[str, Path], reference: SavedModelEngine) -> np.ndarray:
-    return model_inputs(sample_images.values(), reference.info.image_size)
 
 
 # --- results equal the in-process engine's -----------------------------------------------

@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import cv2
 import httpx
@@ -27,10 +26,7 @@ from aistack.inference.tfserving.rest import TfServingRestEngine
 from tests.conftest import ROOT
 from tests.doubles.helpers import (
     assert_same,
-    committed_repository,
     free_port,
-    model_inputs,
-    reference_engine,
     synthetic_pixels,
     without_faults,
 )
@@ -39,16 +35,6 @@ from tests.doubles.servables import ModelRepository
 from tests.doubles.tfserving_rest import TfServingRestDouble
 
 MODEL = "covid19"
-
-
-@pytest.fixture(scope="session")
-def repository() -> ModelRepository:
-    return committed_repository()
-
-
-@pytest.fixture(scope="session")
-def reference() -> SavedModelEngine:
-    return reference_engine()
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +62,6 @@ def make_engine(
     yield make
     for engine in engines:
         engine.close()
-
-
-@pytest.fixture(scope="session")
-def real_pixels(sample_images: dict[str, Path], reference: SavedModelEngine) -> np.ndarray:
-    """One test image per class, prepared as the service prepares uploads."""
-    return model_inputs(sample_images.values(), reference.info.image_size)
 
 
 def png_b64(pixels: np.ndarray) -> list[dict[str, str]]:
