@@ -5,9 +5,9 @@
 1. Sustainable load: the usual closed loop (8 clients, every test image) gives throughput
    T and the latency percentiles of a busy but not overloaded service.
 2. Unloaded: 1 client, for the idle latency.
-3. Overload: ``hey`` sends v1 heatmap requests (the first test image) at ``factor`` x T for
-   ``--seconds``, whatever the answers, as independent users would. Reported: the p99 latency of the
-   503 rejections and the p95 of the accepted requests, against steps 1 and 2.
+3. Overload: ``hey`` sends v1 heatmap requests (every test image alike) at ``factor`` x T
+   for ``--seconds``, whatever the answers, as independent users would. Reported: the p99
+   latency of the 503 rejections and the p95 of the accepted requests, against 1 and 2.
 """
 
 from __future__ import annotations
@@ -29,34 +29,44 @@ from aistack.bench.client import FORM, encode_body, endpoint_url
 from aistack.bench.local_server import start_local_server
 
 ENDPOINT = "v1-heatmap"
+STREAMS = 54
+"""hey processes of one worker each: twice the test images, so each image is sent alike."""
 
 
 def open_loop(
-    url: str, body: bytes, rate: float, seconds: float, headers: dict[str, str]
+    url: str, bodies: list[bytes], rate: float, seconds: float, headers: dict[str, str]
 ) -> list[tuple[int, float]]:
     """(status, latency s) of requests sent at ``rate``/s for ``seconds`` by ``hey``.
 
     A Go load generator (Debian's ``hey``) rather than Python: at several hundred uploads a
     second a Python client would need a core of its own, which a 2-core machine shared
-    with the server cannot give. Many workers, each at a small share of the rate, keep
-    sending whatever the answers, close to an open loop.
+    with the server cannot give. One hey worker's requests leave on a fixed tick, and the
+    workers of one hey process tick together: many workers in one process send bursts,
+    not a rate. So ``STREAMS`` processes of one worker each, started at even offsets
+    within one tick, each on its own test image, together send a steady ``rate``.
     """
     hey = shutil.which("hey")
     if hey is None:
         raise SystemExit("needs Debian's hey (apt-get install hey)")
-    workers = 256
-    with tempfile.NamedTemporaryFile(suffix=".body") as body_file:
-        body_file.write(body)
-        body_file.flush()
-        command = [hey, "-z", f"{seconds}s", "-c", str(workers), "-q", f"{rate / workers:.4f}"]
-        command += ["-m", "POST", "-D", body_file.name, "-T", FORM, "-o", "csv", "-t", "60"]
-        for name, value in headers.items():
-            command += ["-H", f"{name}: {value}"]
-        output = subprocess.run(
-            [*command, endpoint_url(url, ENDPOINT)], capture_output=True, text=True, check=True
-        ).stdout
-    rows = csv.DictReader(io.StringIO(output))
-    return [(int(row["status-code"]), float(row["response-time"])) for row in rows]
+    per_stream = rate / STREAMS
+    with tempfile.TemporaryDirectory() as folder:
+        processes = []
+        for index in range(STREAMS):
+            body_file = Path(folder) / f"{index}.body"
+            body_file.write_bytes(bodies[index % len(bodies)])
+            command = [hey, "-z", f"{seconds}s", "-c", "1", "-q", f"{per_stream:.4f}", "-t", "60"]
+            command += ["-m", "POST", "-D", str(body_file), "-T", FORM, "-o", "csv"]
+            for name, value in headers.items():
+                command += ["-H", f"{name}: {value}"]
+            command.append(endpoint_url(url, ENDPOINT))
+            processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+            time.sleep(1 / rate)  # the next stream ticks 1/rate later
+        outputs = [process.communicate()[0] for process in processes]
+    return [
+        (int(row["status-code"]), float(row["response-time"]))
+        for output in outputs
+        for row in csv.DictReader(io.StringIO(output))
+    ]
 
 
 def percentile_ms(values: list[float], q: float) -> float:
@@ -70,7 +80,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     args = parser.parse_args()
     images = list_images(args.images)
-    body, _ = encode_body(ENDPOINT, images[0].read_bytes())
+    bodies = [encode_body(ENDPOINT, p.read_bytes())[0] for p in images]
     with tempfile.TemporaryDirectory() as var_dir:
         server = start_local_server(Path(var_dir), {"AISTACK_RATE_LIMIT": ""})
         try:
@@ -81,7 +91,7 @@ def main() -> None:
             rss_before = server.rss_mb()
             server_cpu, wall = server.cpu_s(), time.monotonic()
             client_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-            results = open_loop(server.url, body, rate, args.seconds, server.headers)
+            results = open_loop(server.url, bodies, rate, args.seconds, server.headers)
             wall = time.monotonic() - wall
             server_cpu = (server.cpu_s() - server_cpu) / wall
             hey_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
