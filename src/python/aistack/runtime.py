@@ -7,6 +7,7 @@ Models load in a background thread so the process answers ``/healthz`` at once a
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -111,6 +112,10 @@ class Runtime:
             if version == self.default_version:
                 self.load_error = self.slots[version].error
                 self._sweep()
+        # TensorFlow leaves hundreds of thousands of long-lived Python objects; frozen, the
+        # cyclic collector stops re-scanning them in every full collection (pauses of
+        # hundreds of ms under load, docs/PERFORMANCE.md).
+        gc.freeze()
 
     def _load_version(self, slot: VersionSlot) -> None:
         slot.state = VersionState.LOADING
