@@ -103,3 +103,42 @@ def test_sigterm_finishes_the_request_in_flight(tmp_path_factory, form_body):
     finally:
         sock.close()
         server.stop()
+
+
+def test_a_place_is_held_from_arrival_but_not_by_a_slow_upload(tmp_path_factory, form_body):
+    server = start(
+        tmp_path_factory,
+        "upload-hold",
+        {
+            "AISTACK_MAX_CONCURRENT_DECODES": "1",
+            "AISTACK_MAX_QUEUED_PREDICTIONS": "0",
+            "AISTACK_UPLOAD_HOLD_S": "1.5",
+        },
+    )
+    host, port = server.url.removeprefix("http://").split(":")
+    head = (
+        f"POST {V1} HTTP/1.1\r\nHost: test\r\nX-API-Key: {server.api_key}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(form_body)}\r\n\r\n"
+    ).encode()
+    slow = socket.create_connection((host, int(port)), timeout=30)
+    try:
+        slow.sendall(head + form_body[:1000])  # arrives, takes the only place, uploads slowly
+        time.sleep(0.3)
+        # The place is taken: a second upload is refused before its body is even sent.
+        second = socket.create_connection((host, int(port)), timeout=30)
+        second.sendall(head)
+        answer = second.recv(65536)
+        second.close()
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+        assert b"service_busy" in answer and b"retry-after: 1" in answer.lower()
+        time.sleep(1.5)  # past the hold: the slow upload gave its place up
+        headers = {**server.headers, "Content-Type": "application/x-www-form-urlencoded"}
+        assert (
+            httpx.post(f"{server.url}{V1}", content=form_body, headers=headers).status_code == 200
+        )
+        slow.sendall(form_body[1000:])  # complete: it asks for a place again and gets one
+        assert slow.recv(65536).startswith(b"HTTP/1.1 200")
+    finally:
+        slow.close()
+        server.stop()
