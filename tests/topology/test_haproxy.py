@@ -200,7 +200,8 @@ def test_stats_page_needs_the_credentials(running: Running):
     assert httpx.get(url, auth=(running.topology.stats_user, "wrong")).status_code == 401
     page = httpx.get(url, auth=running.stats_auth)
     assert page.status_code == 200
-    assert server_states(url, running.stats_auth) == {"r1": "UP", "r2": "UP"}
+    # Both listed and up (a check may be in flight on a busy machine: "UP 1/2" for a moment).
+    wait_for(lambda: server_states(url, running.stats_auth) == {"r1": "UP", "r2": "UP"}, 10)
 
 
 def test_a_killed_replica_is_routed_around_and_rejoins_when_restarted(
@@ -227,8 +228,11 @@ def test_a_killed_replica_is_routed_around_and_rejoins_when_restarted(
     assert handled_predictions(victim.url, running.api_key) >= 5  # a fresh process: from 0
 
 
-def test_every_prediction_through_the_replicas_is_in_the_shared_database(running: Running):
+def test_every_prediction_through_the_replicas_is_in_the_shared_database(
+    running: Running, body: bytes
+):
     """Several writer processes on one SQLite file: no prediction lost, none locked out."""
+    assert predict_many(running, body, 20) == [200] * 20
     with running.client() as client:
         stored = client.get("/api/v2/xray/predictions", params={"limit": 500})
     assert stored.status_code == 200
@@ -239,5 +243,5 @@ def test_every_prediction_through_the_replicas_is_in_the_shared_database(running
         for line in log.read_text().splitlines()
         if f'"POST {PREDICT}' in line and " 200 " in line
     ]
-    assert len(answered) > 60  # the tests above
+    assert len(answered) >= 20  # these, and those of the tests above
     assert len(stored.json()) == len(answered)
