@@ -51,7 +51,9 @@ def test_predictions_requests_and_inference_are_counted(api, sample_images):
     by_id = f"{V2}/{{prediction_id}}"
     assert grew("aistack_http_requests_total", route=by_id, method="GET", status="200") == 1
     assert grew("aistack_http_requests_total", route=by_id, method="GET", status="404") == 1
-    assert grew("aistack_http_request_duration_seconds_count", route=V2, method="POST") == 3
+    duration = "aistack_http_request_duration_seconds_count"
+    assert grew(duration, route=V2, method="POST", status="201") == 3
+    assert grew(duration, route=by_id, method="GET", status="404") == 1
     inference = grew(
         "aistack_inference_duration_seconds_count", backend="inprocess", heatmap="true"
     )

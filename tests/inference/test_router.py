@@ -25,6 +25,7 @@ from aistack.inference.breaker import CircuitBreaker
 from aistack.inference.engine import EngineOutput, ModelInfo
 from aistack.inference.gate import Gate
 from aistack.inference.router import Backend, Policy, Router
+from aistack.metrics import REGISTRY
 
 INFO = ModelInfo("covid19", 1, 8, ("covid", "normal", "pneumonia_bac"))
 PIXELS = np.zeros((1, 8, 8, 1), np.uint8)
@@ -102,10 +103,19 @@ def test_least_outstanding_avoids_the_busy_backend():
     assert slow.calls == 1
 
 
+def failures(backend: str, reason: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "aistack_backend_failures_total", {"backend": backend, "reason": reason}
+    )
+    return value or 0.0
+
+
 def test_a_failing_backend_opens_its_circuit_then_recovers():
     router, (a, _b) = make_router("a", "b", policy=Policy.ROUND_ROBIN)
     a.fail_with = BackendFailed("a: 500")
+    counted = failures("a", "error")
     assert served_by(router, 12) == {"b": 12}
+    assert failures("a", "error") - counted == 3  # what Prometheus sees
     calls_when_open = a.calls
     assert calls_when_open == 3  # three failures open it; then it is skipped
     served_by(router, 6)

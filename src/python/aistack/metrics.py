@@ -24,8 +24,9 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_DURATION = Histogram(
     "aistack_http_request_duration_seconds",
-    "Time from the request's arrival to the end of its response",
-    ["route", "method"],
+    "Time from the request's arrival to the end of its response, by route, method and "
+    "status (fast refusals apart from served requests)",
+    ["route", "method", "status"],
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )

@@ -44,7 +44,9 @@ class HttpMetrics:
             template = getattr(route, "path", None) or _mount_path(scope) or UNMATCHED
             method = scope["method"]
             HTTP_REQUESTS.labels(template, method, str(status)).inc()
-            HTTP_DURATION.labels(template, method).observe(time.perf_counter() - started)
+            HTTP_DURATION.labels(template, method, str(status)).observe(
+                time.perf_counter() - started
+            )
 
 
 def _mount_path(scope: Scope) -> str | None:
