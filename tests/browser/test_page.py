@@ -129,6 +129,7 @@ def test_upload_shows_prediction_and_heatmap(page, sample_images) -> None:
     probabilities = [percent(by_id(page, f"prob-{c}").inner_text()) for c in CLASSES]
     assert all(0 <= p <= 100 for p in probabilities)
     assert sum(probabilities) == pytest.approx(100, abs=0.5)
+    assert by_id(page, "backend").inner_text().strip() == "inprocess"  # the inference backend
 
     for test_id in ("original-image", "heatmap-image"):
         width = by_id(page, test_id).evaluate("img => img.naturalWidth")

@@ -110,6 +110,7 @@
     });
 
     $("model").textContent = data.model.name + " v" + data.model.version;
+    $("backend").textContent = data.backend || "—";
     $("latency").textContent = Math.round(data.latency_ms) + " ms";
     $("prediction-id").textContent = data.id;
 
