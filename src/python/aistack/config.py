@@ -79,12 +79,6 @@ class Settings(BaseSettings):
         ge=0,
         description="predictions that may wait for a decode slot; beyond, 503 at once",
     )
-    upload_hold_s: float = Field(
-        2.0,
-        gt=0,
-        description="a prediction's place is reserved on arrival; its upload keeps it this "
-        "long, a slower one gives it up and asks again once complete",
-    )
     shutdown_grace_s: float = Field(
         30.0, ge=0, description="on SIGTERM, requests in flight get this long to finish"
     )

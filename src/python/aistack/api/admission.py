@@ -1,17 +1,13 @@
-"""A prediction's place is reserved when its request arrives, before the upload is read.
+"""Predictions leave the event loop only with a place reserved: overload is refused at once.
 
-Reserved only after the upload, a place could be found taken by then: under overload a
-third of the refusals came after the whole body had been read and parsed, and made the
-refusals' tail (docs/PERFORMANCE.md). Reserved early, though, a few slow uploads could
-hold every place. So an upload keeps its place for ``hold_s`` only; a slower one gives it
-up and asks again once its body is complete. The work then runs in a worker thread.
+Without the reservation, requests beyond capacity would wait unseen for one of the worker
+threads (anyio's pool) and be refused only when one came free, seconds later. The place is
+taken once the upload has been read, not when the request arrives: reserved on arrival, a
+few slow uploads could hold every place and shut everyone else out. While every place is
+taken, new requests are refused before their upload (``api/shedding.py``).
 """
 
 from __future__ import annotations
-
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from starlette.concurrency import run_in_threadpool
 
@@ -19,35 +15,12 @@ from aistack.store import PredictionRecord
 from aistack.xray.service import XrayService
 
 
-class Admission:
-    """A reserved place (503 ``service_busy`` at once when none is free)."""
-
-    def __init__(self, service: XrayService, hold_s: float) -> None:
-        self.service = service
-        self.ticket = service.admit()
-        self._hold = asyncio.get_running_loop().call_later(hold_s, self.ticket.close)
-
-    async def predict(
-        self, data: bytes, heatmap: bool, endpoint: str, client: str | None
-    ) -> PredictionRecord:
-        """``service.predict`` in a worker thread, in the place held (or asked for again)."""
-        self._hold.cancel()
-        if self.ticket.closed:  # a slow upload gave its place up: ask again
-            self.ticket = self.service.admit()
-        return await run_in_threadpool(
-            self.service.predict, data, heatmap, endpoint, client, self.ticket
-        )
-
-    def close(self) -> None:
-        self._hold.cancel()
-        self.ticket.close()
-
-
-@asynccontextmanager
-async def admitted(service: XrayService, hold_s: float) -> AsyncIterator[Admission]:
-    """The place for one request, given back however it ends (a cancelled one included)."""
-    admission = Admission(service, hold_s)
+async def predict_in_thread(
+    service: XrayService, data: bytes, heatmap: bool, endpoint: str, client: str | None
+) -> PredictionRecord:
+    """``service.predict`` in a worker thread, after :meth:`XrayService.admit` (503 if full)."""
+    ticket = service.admit()
     try:
-        yield admission
+        return await run_in_threadpool(service.predict, data, heatmap, endpoint, client, ticket)
     finally:
-        admission.close()
+        ticket.close()  # a request cancelled before its thread ran gives its place back

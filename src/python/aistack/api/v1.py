@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from aistack.api.admission import admitted
+from aistack.api.admission import predict_in_thread
 from aistack.api.deps import file_url, get_runtime
 from aistack.api.inputs import image_from_form
 from aistack.api.models import BACKEND_HEADER_DOC, tell_backend
@@ -114,11 +114,11 @@ async def _predict(
     request: Request, response: Response, runtime: Runtime, caller: Principal, heatmap: bool
 ) -> PredictionRecord:
     service = runtime.service  # 503 before reading a body we could not serve
+    service.refuse_if_full()  # overload is refused before the upload is read
+    data, _ = await image_from_form(request, runtime.settings.max_body_bytes)
     endpoint = "v1-heatmap" if heatmap else "v1-predict"
     client = None if caller.is_anonymous else caller.name
-    async with admitted(service, runtime.settings.upload_hold_s) as admission:
-        data, _ = await image_from_form(request, runtime.settings.max_body_bytes)
-        record = await admission.predict(data, heatmap, endpoint, client)
+    record = await predict_in_thread(service, data, heatmap, endpoint, client)
     tell_backend(response, record)  # a header: the 2020 JSON stays as it was
     return record
 

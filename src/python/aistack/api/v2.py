@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field, StrictBool, StrictStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from aistack.api.admission import admitted
+from aistack.api.admission import predict_in_thread
 from aistack.api.deps import file_url, get_runtime, public_url
 from aistack.api.inputs import FORM_TYPES, decode_base64, image_from_form, media_type
 from aistack.api.models import BACKEND_HEADER_DOC, tell_backend
@@ -235,10 +235,10 @@ async def create_prediction(
     """
     # 404 or 503 before reading a body we could not serve
     service = runtime.service_for(requested_version(request, runtime, version, label))
+    service.refuse_if_full()  # overload is refused before the upload is read
+    data, heatmap = await _read_request(request, runtime.settings.max_body_bytes)
     client = None if caller.is_anonymous else caller.name
-    async with admitted(service, runtime.settings.upload_hold_s) as admission:
-        data, heatmap = await _read_request(request, runtime.settings.max_body_bytes)
-        record = await admission.predict(data, heatmap, "v2", client)
+    record = await predict_in_thread(service, data, heatmap, "v2", client)
     response.headers["Location"] = public_url(runtime, f"/api/v2/xray/predictions/{record.id}")
     tell_backend(response, record)
     return to_response(runtime, record)

@@ -89,10 +89,6 @@ class Ticket:
         finally:
             self.close()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def close(self) -> None:
         """Give the place back; later calls do nothing (a cancelled request may call it)."""
         with self._lock:

@@ -125,11 +125,21 @@ class XrayService:
         # the rest refused at once (503), so overload neither grows memory nor latency.
         self.admission = Gate(max(1, policy.max_concurrent_decodes), policy.max_queued_predictions)
 
+    def refuse_if_full(self) -> None:
+        """503 ``service_busy`` now, before the body is read, when no place is free.
+
+        Under overload most requests are refused: refusing them before their upload is
+        read and parsed keeps that cheap, so the event loop stays free for the admitted.
+        """
+        if self.admission.outstanding >= self.admission.capacity:
+            REJECTED.labels("admission").inc()
+            raise ServiceBusy(BUSY_MESSAGE)
+
     def admit(self) -> Ticket:
         """A place among the predictions running or waiting, or 503 ``service_busy`` at once.
 
-        The web routes take it on the event loop when a request arrives (api/admission.py),
-        so an overload is refused in milliseconds instead of after its upload.
+        The web routes take it on the event loop, before handing the work to a thread, so
+        an overload is refused in milliseconds instead of queueing for a worker thread.
         """
         try:
             return self.admission.reserve()
