@@ -197,3 +197,13 @@ def test_backends_serving_different_models_are_refused():
     b.info = ModelInfo("covid19", 2, 8, INFO.classes)
     with pytest.raises(ValueError, match="different models"):
         Router([Backend("a", a, Gate(1, 0)), Backend("b", b, Gate(1, 0))])
+
+
+def test_a_backend_whose_own_queue_is_full_is_passed_over_not_held_against_it():
+    router, (busy, spare) = make_router("busy", "spare")
+    busy.fail_with = ServiceBusy("its micro-batcher's queue is full")
+    assert served_by(router, 5) == {"spare": 5}
+    assert router.status()[0]["circuit"] == "closed"
+    spare.fail_with = ServiceBusy("full too")
+    with pytest.raises(ServiceBusy):
+        router.infer(PIXELS, False)

@@ -61,4 +61,4 @@ class ShedWhenFull:
             admission = self.runtime.service.admission
         except NotReady:
             return False  # the route answers not_ready with its own reason
-        return admission.outstanding >= admission.capacity
+        return admission.full

@@ -38,6 +38,11 @@ class Gate:
         return self._outstanding
 
     @property
+    def full(self) -> bool:
+        """Every running and waiting place is taken: a new caller would be refused."""
+        return self._outstanding >= self.capacity
+
+    @property
     def waiting(self) -> int:
         return max(0, self._outstanding - self.concurrency)
 
@@ -48,7 +53,7 @@ class Gate:
         refusals immediate: nothing queues unseen in front of the gate.
         """
         with self._lock:
-            if self._outstanding >= self.capacity:
+            if self.full:
                 raise GateFull
             self._outstanding += 1
         return Ticket(self)

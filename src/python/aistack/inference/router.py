@@ -138,7 +138,7 @@ class Router:
             try:
                 with backend.gate.enter(remaining):
                     return self._call(backend, pixels, heatmap, deadline)
-            except GateFull:
+            except (GateFull, ServiceBusy):  # its queue (or its micro-batcher's) is full
                 backend.breaker.release_trial()
                 queues_full += 1
             except GateTimeout:
@@ -178,6 +178,8 @@ class Router:
                 output = backend.engine.infer(pixels, heatmap)
         except BackendUnavailable:
             self._failed(backend, "unavailable")
+            raise
+        except ServiceBusy:  # a full queue inside the engine: busy, not broken
             raise
         except DeadlineExceeded:
             self._failed(backend, "timeout")

@@ -131,7 +131,7 @@ class XrayService:
         Under overload most requests are refused: refusing them before their upload is
         read and parsed keeps that cheap, so the event loop stays free for the admitted.
         """
-        if self.admission.outstanding >= self.admission.capacity:
+        if self.admission.full:
             REJECTED.labels("admission").inc()
             raise ServiceBusy(BUSY_MESSAGE)
 
