@@ -41,11 +41,7 @@ TEMPLATE = _Template("""\
 
 global
     log stdout format raw local0
-    maxconn 1024
-    # 64 KB buffers (default 16 KB): an X-ray upload of ~250 KB crosses in 4 reads instead
-    # of 16; measured +2.5 ms -> +0 ms at p50 for one client (docs/PERFORMANCE.md). Two
-    # buffers per connection: at most 128 MB at maxconn.
-    tune.bufsize 65536
+    maxconn 4096
     # a soft stop (SIGUSR1) waits for open requests at most this long
     hard-stop-after 15s
     # Unset, both would expand to "" and HAProxy would open the stats page to empty
