@@ -1,6 +1,7 @@
 """Overload: at a multiple of the sustainable rate, are rejections fast and is service kept?
 
     .venv/bin/python benchmarks/overload.py --images ../shared/data/xray/test --factor 4
+    .venv/bin/python benchmarks/overload.py --images ../shared/data/xray/test --via-haproxy
 
 1. Sustainable load: the usual closed loop (8 clients, every test image) gives throughput
    T and the latency percentiles of a busy but not overloaded service.
@@ -8,6 +9,10 @@
 3. Overload: ``hey`` sends v1 heatmap requests (every test image alike) at ``factor`` x T
    for ``--seconds``, whatever the answers, as independent users would. Reported: the p99
    latency of the 503 rejections and the p95 of the accepted requests, against 1 and 2.
+
+With ``--via-haproxy`` the same runs go through one replica behind HAProxy, as `aistack up`
+starts it, so the front door's own admission is measured; CPU and memory then count the
+replica and HAProxy together.
 """
 
 from __future__ import annotations
@@ -15,18 +20,23 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import resource
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from replicas_curve import start as start_topology
 
 from aistack.bench import list_images, run_benchmark, summarize
 from aistack.bench.client import FORM, encode_body, endpoint_url
 from aistack.bench.local_server import start_local_server
+from aistack.topology.haproxy import find_haproxy
 
 ENDPOINT = "v1-heatmap"
 STREAMS = 54
@@ -69,6 +79,47 @@ def open_loop(
     ]
 
 
+@dataclass
+class Target:
+    """Where the load goes, and the processes whose CPU and memory are counted."""
+
+    url: str
+    headers: dict[str, str]
+    api_key: str
+    pids: list[int]
+    stop: Callable[[], None]
+
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by every counted process, all threads."""
+        total = 0
+        for pid in self.pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self, peak: bool = False) -> float:
+        """Resident memory now (VmRSS) or at its peak (VmHWM), summed, in MB."""
+        key = "VmHWM:" if peak else "VmRSS:"
+        total = 0.0
+        for pid in self.pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(key):
+                    total += int(line.split()[1]) / 1024
+        return total
+
+
+def start_target(var_dir: Path, via_haproxy: bool) -> Target:
+    if not via_haproxy:
+        server = start_local_server(var_dir, {"AISTACK_RATE_LIMIT": ""})
+        return Target(server.url, server.headers, server.api_key, [server.pid], server.stop)
+    haproxy = find_haproxy()
+    if haproxy is None:
+        raise SystemExit("needs haproxy (apt-get install haproxy)")
+    topology, key = start_topology(1, var_dir, haproxy)
+    headers = {"Authorization": f"Bearer {key}"}
+    return Target(topology.url, headers, key, topology.child_pids(), topology.stop)
+
+
 def percentile_ms(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values) * 1000, q)) if values else float("nan")
 
@@ -78,11 +129,12 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=Path("../shared/data/xray/test"))
     parser.add_argument("--factor", type=float, default=4.0)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--via-haproxy", action="store_true", help="one replica behind HAProxy")
     args = parser.parse_args()
     images = list_images(args.images)
     bodies = [encode_body(ENDPOINT, p.read_bytes())[0] for p in images]
     with tempfile.TemporaryDirectory() as var_dir:
-        server = start_local_server(Path(var_dir), {"AISTACK_RATE_LIMIT": ""})
+        server = start_target(Path(var_dir), args.via_haproxy)
         try:
             run_benchmark(server.url, images[:4], 2, ENDPOINT, api_key=server.api_key)  # warm
             busy = summarize(run_benchmark(server.url, images, 8, ENDPOINT, api_key=server.api_key))
