@@ -80,7 +80,18 @@ class Settings(BaseSettings):
         description="predictions that may wait for a decode slot; beyond, 503 at once",
     )
     shutdown_grace_s: float = Field(
-        30.0, ge=0, description="on SIGTERM, requests in flight get this long to finish"
+        30.0, ge=0, description="on SIGTERM, requests and jobs in flight get this long to finish"
+    )
+    # Asynchronous prediction jobs (POST /api/v2/xray/jobs)
+    job_workers: int = Field(1, ge=1, description="jobs run at once by this process")
+    max_queued_jobs: int = Field(
+        100, ge=1, description="accepted jobs that may wait for a worker; beyond, 503 at once"
+    )
+    job_lease_s: float = Field(
+        60.0,
+        gt=0,
+        description="a job still running this long lost its process and is run again; "
+        "keep it well above the longest prediction",
     )
     host: str = "127.0.0.1"
     port: int = 8088

@@ -1,4 +1,4 @@
-"""Wires the core together for the standalone runtime: engine, store, files, service.
+"""Wires the core together for the standalone runtime: engine, store, files, service, jobs.
 
 Models load in a background thread so the process answers ``/healthz`` at once and
 ``/readyz`` turns ready when the default version is warm. Every version on disk is served
@@ -25,7 +25,10 @@ from aistack.inference.engine import InferenceEngine
 from aistack.inference.versions import available_versions, choose_version, read_labels
 from aistack.metrics import BACKEND_UP
 from aistack.store import PredictionStore
+from aistack.store.jobs import JobStore
 from aistack.xray.files import FileStore
+from aistack.xray.jobs import JobRunner, JobSpool
+from aistack.xray.links import FileLinks
 from aistack.xray.plausibility import load_for_version
 from aistack.xray.service import XrayPolicy, XrayService
 
@@ -79,8 +82,18 @@ class Runtime:
             load_or_create_secret(settings.var_dir, settings.url_signing_key),
             settings.file_url_ttl_s,
         )
+        self.links = FileLinks(settings.resolved_public_base_url, self.signer)
         self.files = FileStore(
             settings.var_dir / "static", retention_seconds=settings.file_retention_hours * 3600
+        )
+        self.jobs = JobStore(self.store.engine)
+        self.job_runner = JobRunner(
+            self.jobs,
+            JobSpool(settings.var_dir / "jobs"),
+            self.loaded_service,
+            workers=settings.job_workers,
+            max_queued=settings.max_queued_jobs,
+            lease_s=settings.job_lease_s,
         )
         self._loader: threading.Thread | None = None
 
@@ -184,6 +197,11 @@ class Runtime:
             raise NotReady(f"model version {version} is still loading; retry shortly")
         return slot.service
 
+    def loaded_service(self, version: int | None = None) -> XrayService:
+        """:meth:`service_for` once loading has ended: what background jobs wait for."""
+        self.wait_ready()
+        return self.service_for(version)
+
     @property
     def ready(self) -> bool:
         slot = self.slots.get(self.default_version or -1)
@@ -200,6 +218,7 @@ class Runtime:
         return slot.service
 
     def close(self) -> None:
+        self.job_runner.stop(self.settings.shutdown_grace_s)  # the running jobs finish first
         for slot in self.slots.values():
             close = getattr(slot.service.engine if slot.service else None, "close", None)
             if callable(close):

@@ -14,7 +14,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 
 from aistack import __version__
-from aistack.api import files, metrics, models, oip, v1, v2
+from aistack.api import files, jobs, metrics, models, oip, v1, v2
 from aistack.api.context import RequestContext
 from aistack.api.deps import get_runtime
 from aistack.api.errors import install_error_handlers
@@ -87,8 +87,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if not settings.auth:
             log.warning(AUTH_OFF_WARNING)
         runtime.start_loading()
+        runtime.job_runner.start()  # unfinished jobs resume once the models are loaded
         yield
-        runtime.close()
+        runtime.close()  # waits for running jobs
 
     app = FastAPIOffline(
         title="aistack",
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(metrics.HttpMetrics)
     app.include_router(v1.router)
     app.include_router(v2.router)
+    app.include_router(jobs.router)
     app.include_router(models.router)
     app.include_router(models.tf_serving)
     app.include_router(oip.router)

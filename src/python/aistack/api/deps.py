@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from fastapi import Request
 
 from aistack.runtime import Runtime
@@ -20,12 +18,9 @@ def get_service(request: Request) -> XrayService:
 
 def public_url(runtime: Runtime, path: str) -> str:
     """An absolute URL under the configured public base, never under the request's Host."""
-    return f"{runtime.settings.resolved_public_base_url}{path}"
+    return runtime.links.url(path)
 
 
 def file_url(runtime: Runtime, kind: str, name: str | None) -> str | None:
     """A stored file's URL, signed so that its holder may fetch it for a while without a key."""
-    if name is None:
-        return None
-    token = runtime.signer.token(f"{kind}/{name}")
-    return public_url(runtime, f"/static/{kind}/{quote(name)}?token={token}")
+    return runtime.links.file_url(kind, name)

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from aistack.api.admission import predict_in_thread
-from aistack.api.deps import file_url, get_runtime
-from aistack.api.inputs import image_from_form
+from aistack.api.deps import get_runtime
+from aistack.api.inputs import v1_image
 from aistack.api.models import BACKEND_HEADER_DOC, tell_backend
 from aistack.api.openapi import AUTH_ERRORS, BODY_ERRORS, error_responses
 from aistack.api.security import authorize, v1_is_open
 from aistack.auth.keys import Permission, Principal
 from aistack.runtime import Runtime
 from aistack.store import PredictionRecord
-from aistack.xray.files import RESULT, SOURCE
-from aistack.xray.labels import BACTERIAL_INDEX, CLASSES, V1_CLASS_NAMES
+from aistack.xray.schemas import (
+    HEALTHCHECK_TEXT,
+    V1HeatmapPrediction,
+    V1Prediction,
+    v1_heatmap_prediction,
+    v1_prediction,
+)
 
 router = APIRouter(prefix="/covid19/api/v1", tags=["v1 (2020-compatible)"])
 may_predict = authorize(Permission.PREDICT, open_when=v1_is_open)
 
-HEALTHCHECK_TEXT = "Covid19 detector API is live!\n\n"
 B64_FIELD = {
     "type": "string",
     "format": "byte",
@@ -57,65 +60,12 @@ FORM_BODY = {
 ERRORS = {200: {"headers": BACKEND_HEADER_DOC}} | error_responses(*AUTH_ERRORS, *BODY_ERRORS)
 
 
-class V1Prediction(BaseModel):
-    """`/predict/`: the 2020 keys, misspelt ``Classfication`` included."""
-
-    model_config = ConfigDict(populate_by_name=True, protected_namespaces=())
-
-    model_name: str = Field(description="model name and version")
-    result: str = Field(
-        alias="X-Ray_Classification_Result",
-        description="Covid19 | Normal_Lung | Pneumonia_Bacterial_Lung",
-    )
-    raw_result: list[list[float]] = Field(
-        alias="X-Ray_Classfication_Raw_Result",
-        description="[[p_covid, p_normal, p_bacterial]]",
-    )
-
-
-class V1HeatmapPrediction(BaseModel):
-    """`/predict/heatmap`: the label worded as in 2020, probability and image URLs.
-
-    Fields are declared in the 2020 key order.
-    """
-
-    model_config = ConfigDict(populate_by_name=True, protected_namespaces=())
-
-    model_name: str = Field(description="model name and version")
-    result: str = Field(
-        alias="X-Ray_Classification_Result",
-        description="Covid-19 POSITIVE | Covid-19 Negative; Bacterial Penumonia Positive | "
-        "Covid-19 Negative; Bacterial Penumonia Negative",
-    )
-    covid_probability: float = Field(alias="X-Ray_Classification_Covid19_Probability")
-    raw_result: list[list[float]] = Field(alias="X-Ray_Classfication_Raw_Result")
-    input_image: str = Field(alias="Input_Image", description="signed URL of the upload")
-    output_heatmap: str = Field(alias="Output_Heatmap", description="signed URL of the overlay")
-
-
-def v1_heatmap_label(record: PredictionRecord) -> str:
-    """The 2020 wording, misspelling included, which clients match on."""
-    if record.covid_positive:
-        return "Covid-19 POSITIVE"
-    if record.label == CLASSES[BACTERIAL_INDEX]:
-        return "Covid-19 Negative; Bacterial Penumonia Positive"
-    return "Covid-19 Negative; Bacterial Penumonia Negative"
-
-
-def _raw(record: PredictionRecord) -> list[list[float]]:
-    return [[record.probabilities[name] for name in CLASSES]]
-
-
-def _model_name(record: PredictionRecord) -> str:
-    return f"{record.model_name} v{record.model_version}"
-
-
 async def _predict(
     request: Request, response: Response, runtime: Runtime, caller: Principal, heatmap: bool
 ) -> PredictionRecord:
     service = runtime.service  # 503 before reading a body we could not serve
     service.refuse_if_full()  # overload is refused before the upload is read
-    data, _ = await image_from_form(request, runtime.settings.max_body_bytes)
+    data = await v1_image(request)
     endpoint = "v1-heatmap" if heatmap else "v1-predict"
     client = None if caller.is_anonymous else caller.name
     record = await predict_in_thread(service, data, heatmap, endpoint, client)
@@ -150,11 +100,7 @@ async def v1_predict(
 ) -> V1Prediction:
     """Classify one image sent as form field ``b64`` (base64) or file ``file``."""
     record = await _predict(request, response, runtime, caller, heatmap=False)
-    return V1Prediction(
-        model_name=_model_name(record),
-        result=V1_CLASS_NAMES[CLASSES.index(record.label)],
-        raw_result=_raw(record),
-    )
+    return v1_prediction(record)
 
 
 @router.post(
@@ -172,11 +118,4 @@ async def v1_predict_heatmap(
 ) -> V1HeatmapPrediction:
     """Classify and render the Grad-CAM heatmap; the URLs are signed and expire."""
     record = await _predict(request, response, runtime, caller, heatmap=True)
-    return V1HeatmapPrediction(
-        model_name=_model_name(record),
-        result=v1_heatmap_label(record),
-        covid_probability=round(record.probabilities["covid"], 2),
-        raw_result=_raw(record),
-        input_image=file_url(runtime, SOURCE, record.image_file),
-        output_heatmap=file_url(runtime, RESULT, record.overlay_file),
-    )
+    return v1_heatmap_prediction(record, runtime.links)

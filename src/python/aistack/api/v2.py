@@ -2,82 +2,39 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, Field, StrictBool, StrictStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from aistack.api.admission import predict_in_thread
-from aistack.api.deps import file_url, get_runtime, public_url
-from aistack.api.inputs import FORM_TYPES, decode_base64, image_from_form, media_type
+from aistack.api.deps import get_runtime, public_url
+from aistack.api.inputs import v2_image
 from aistack.api.models import BACKEND_HEADER_DOC, tell_backend
 from aistack.api.openapi import AUTH_ERRORS, BODY_ERRORS, error_responses
 from aistack.api.security import authorize
 from aistack.auth.keys import Permission, Principal
-from aistack.errors import (
-    BadRequest,
-    InvalidJson,
-    InvalidRequest,
-    MissingInput,
-    ModelNotFound,
-    NotFound,
-    UnsupportedMediaType,
-)
+from aistack.errors import BadRequest, ModelNotFound, NotFound
 from aistack.runtime import Runtime
 from aistack.store import PredictionRecord
-from aistack.xray.files import HEATMAP, RESULT, SOURCE
-from aistack.xray.service import is_low_confidence
+from aistack.xray.schemas import Prediction, PredictionRequest, v2_prediction
 
 router = APIRouter(prefix="/api/v2/xray", tags=["v2"])
 may_predict = authorize(Permission.PREDICT)
 may_read = authorize(Permission.READ_OWN)
 PREDICTION_ID = r"^[0-9a-f]{32}$"
 QUERY_PARAMETERS = frozenset({"version", "label"})
-
-
-class PredictionRequest(BaseModel):
-    image_b64: StrictStr = Field(
-        min_length=4,
-        description="base64 of a JPEG or PNG file (a data: URL is accepted)",
-        json_schema_extra={"format": "byte"},
-    )
-    heatmap: StrictBool = Field(True, description="also compute and render the Grad-CAM heatmap")
-
-
-class Probabilities(BaseModel):
-    covid: float
-    normal: float
-    pneumonia_bac: float
-
-
-class ModelRef(BaseModel):
-    name: str
-    version: int
-
-
-class Prediction(BaseModel):
-    id: str
-    created_at: datetime
-    label: str = Field(description="covid | normal | pneumonia_bac")
-    probabilities: Probabilities
-    covid_positive: bool = Field(description="label is covid and p(covid) > threshold")
-    threshold: float
-    low_confidence: bool = Field(
-        description="the top two probabilities are closer than the service's margin: "
-        "treat the label as uncertain"
-    )
-    image_url: str | None = Field(description="signed URL of the upload (expires)")
-    heatmap_url: str | None = Field(description="colorized Grad-CAM alone, image-sized")
-    overlay_url: str | None = Field(description="Grad-CAM blended over the image")
-    model: ModelRef = Field(description="the model version that classified the image")
-    backend: str | None = Field(
-        description="the inference backend that ran it (inprocess, or a TF Serving one); "
-        "null for predictions stored before backends were recorded"
-    )
-    latency_ms: float
-    input_sha256: str
-
+VersionQuery = Annotated[
+    int | None,
+    Query(ge=0, description="classify with this model version (default: the served default)"),
+]
+LabelQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        description="classify with the version this label names in version_labels.json",
+    ),
+]
 
 REQUEST_BODY = {
     "requestBody": {
@@ -109,72 +66,7 @@ READ_BACK = {
 
 
 def to_response(runtime: Runtime, record: PredictionRecord) -> Prediction:
-    return Prediction(
-        id=record.id,
-        created_at=record.created_at,
-        label=record.label,
-        probabilities=Probabilities(**record.probabilities),
-        covid_positive=record.covid_positive,
-        threshold=record.threshold,
-        low_confidence=is_low_confidence(
-            list(record.probabilities.values()), runtime.settings.low_confidence_margin
-        ),
-        image_url=file_url(runtime, SOURCE, record.image_file),
-        heatmap_url=file_url(runtime, HEATMAP, record.heatmap_file),
-        overlay_url=file_url(runtime, RESULT, record.overlay_file),
-        model=ModelRef(name=record.model_name, version=record.model_version),
-        backend=record.backend,
-        latency_ms=record.latency_ms,
-        input_sha256=record.input_sha256,
-    )
-
-
-def _parse_form_bool(text: str) -> bool:
-    """A form field's boolean as JSON spells it: ``true`` or ``false``, nothing looser."""
-    value = text.strip()
-    if value == "true":
-        return True
-    if value == "false":
-        return False
-    raise BadRequest(f"heatmap must be true or false, not {text[:40]!r}")
-
-
-def parse_json_request(body: bytes) -> PredictionRequest:
-    """Strict JSON: invalid UTF-8, bad syntax or nesting → 400; wrong types → 422."""
-    try:
-        return PredictionRequest.model_validate_json(body)
-    except ValidationError as error:
-        problems = error.errors(include_url=False, include_input=False)
-        if any(p["type"] == "json_invalid" for p in problems):
-            reason = problems[0].get("ctx", {}).get("error", "invalid JSON")
-            raise InvalidJson(f"the body is not valid JSON: {reason}") from error
-        if any(p["type"] == "model_type" for p in problems):
-            raise InvalidRequest('the body must be a JSON object {"image_b64": ...}') from error
-        described = "; ".join(
-            f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}" for p in problems
-        )
-        if all(p["type"] == "missing" for p in problems):
-            raise MissingInput(described) from error
-        raise InvalidRequest(described) from error
-
-
-async def _read_request(request: Request, max_bytes: int) -> tuple[bytes, bool]:
-    kind = media_type(request)
-    if kind in FORM_TYPES:
-        data, fields = await image_from_form(request, max_bytes, frozenset({"heatmap"}))
-        return data, _parse_form_bool(fields.get("heatmap", "true"))
-    if kind != "application/json":
-        if not kind and not await request.body():
-            raise MissingInput('empty request: send JSON {"image_b64": ...} or multipart file')
-        raise UnsupportedMediaType(
-            f"content type {kind or 'missing'!r} is not accepted; send application/json "
-            "or multipart/form-data"
-        )
-    body = await request.body()
-    if not body.strip():
-        raise MissingInput('empty JSON body: send {"image_b64": ..., "heatmap": true}')
-    parsed = parse_json_request(body)
-    return decode_base64(parsed.image_b64), parsed.heatmap
+    return v2_prediction(record, runtime.links, runtime.settings.low_confidence_margin)
 
 
 def requested_version(
@@ -219,14 +111,8 @@ async def create_prediction(
     response: Response,
     runtime: Runtime = Depends(get_runtime),
     caller: Principal = Depends(may_predict),
-    version: int | None = Query(
-        None, ge=0, description="classify with this model version (default: the served default)"
-    ),
-    label: str | None = Query(
-        None,
-        min_length=1,
-        description="classify with the version this label names in version_labels.json",
-    ),
+    version: VersionQuery = None,
+    label: LabelQuery = None,
 ) -> Prediction:
     """Classify one image (JSON ``image_b64`` or multipart ``file``) and store the result.
 
@@ -236,7 +122,7 @@ async def create_prediction(
     # 404 or 503 before reading a body we could not serve
     service = runtime.service_for(requested_version(request, runtime, version, label))
     service.refuse_if_full()  # overload is refused before the upload is read
-    data, heatmap = await _read_request(request, runtime.settings.max_body_bytes)
+    data, heatmap = await v2_image(request)
     client = None if caller.is_anonymous else caller.name
     record = await predict_in_thread(service, data, heatmap, "v2", client)
     response.headers["Location"] = public_url(runtime, f"/api/v2/xray/predictions/{record.id}")
@@ -244,8 +130,14 @@ async def create_prediction(
     return to_response(runtime, record)
 
 
-def readable(caller: Principal, record: PredictionRecord | None) -> bool:
-    """Read-all keys see everything; predict keys see what they asked for."""
+class Owned(Protocol):
+    @property
+    def client(self) -> str | None: ...
+
+
+def readable(caller: Principal, record: Owned | None) -> bool:
+    """Read-all keys see everything; predict keys see what they asked for (a prediction or
+    a job)."""
     if record is None:
         return False
     return caller.can(Permission.READ_ALL) or (

@@ -1,4 +1,4 @@
-"""ORM table for predictions, restricted to types that behave the same on SQLite and IRIS."""
+"""ORM tables (predictions, API keys, jobs) in types that behave alike on SQLite and IRIS."""
 
 from __future__ import annotations
 
@@ -91,3 +91,21 @@ class ApiKeyRow(Base):
     key_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class JobRow(Base):
+    """An asynchronous prediction: its state, then the prediction it made or why it failed."""
+
+    __tablename__ = "prediction_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    client: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The model version the request named; None: the default when the job runs."""
+    heatmap: Mapped[bool] = mapped_column(Boolean)
+    prediction_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(String(1024), nullable=True)
