@@ -1,0 +1,141 @@
+"""The IRIS production, as IoP's typed graph: ``iop --migrate .../settings.py``.
+
+    XRayPredictService ─┐                      ┌─ TfServingGpu  (tfserving-gpu:8501)
+                        ├─► XRayRouter ────────┤
+    XRayJobService ─────┘   (core service      └─ TfServingCpu  (tfserving-cpu:8501)
+                             and router)
+
+More operations (FHIR publishing, IntegratedML) join the same way: ``prod.operation(...)``
+with a ``target()`` on the component that sends to it and ``item.connect(...)`` here.
+
+Offline, ``--strict-production-validation`` checks each item's settings against the
+settings its Python class declares. The business-host settings IRIS itself defines (retry,
+alerting) are not Python settings, so they are declared through :func:`host_settings`,
+which checks their names against IRIS's documented lists instead.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from iop import Production
+
+from aistack.interop.operations import TfServingOperation
+from aistack.interop.process import XRayRouter
+from aistack.interop.services import (
+    JOB_SERVICE,
+    PREDICT_SERVICE,
+    XRayJobService,
+    XRayPredictService,
+)
+
+PRODUCTION = "AISTACK.Production"
+COMMON_HOST_SETTINGS = frozenset(
+    {"AlertGroups", "AlertOnError", "BusinessPartner", "InactivityTimeout"}
+)
+IRIS_HOST_SETTINGS = {
+    # Ens.BusinessService, Ens.BusinessProcess, Ens.BusinessOperation (ENSLIB class reference)
+    "service": COMMON_HOST_SETTINGS
+    | {"AlertGracePeriod", "ArchiveIO", "ThrottleDelay", "GenerateSuperSessionID"},
+    "process": COMMON_HOST_SETTINGS
+    | {"AlertRetryGracePeriod", "QueueCountAlert", "QueueWaitAlert", "ReplyCodeActions"},
+    "operation": COMMON_HOST_SETTINGS
+    | {
+        "AlertRetryGracePeriod",
+        "ArchiveIO",
+        "FailureTimeout",
+        "NoFailWhileDisconnected",
+        "QueueCountAlert",
+        "QueueWaitAlert",
+        "ReplyCodeActions",
+        "RetryInterval",
+        "SendSuperSession",
+        "ThrottleDelay",
+    },
+}
+
+
+def host_settings(item: Any, **values: Any) -> None:
+    """Set IRIS's own business-host settings on ``item`` (a name IRIS does not define for
+    that kind of host is an error here, at migration)."""
+    known = IRIS_HOST_SETTINGS[item.kind]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{item.name}: {unknown} are not IRIS {item.kind} settings")
+    item.production.update_component(
+        item,
+        other_settings=[
+            {"@Target": "Host", "@Name": name, "#text": _text(value)}
+            for name, value in values.items()
+        ],
+    )
+
+
+def _text(value: Any) -> str:
+    return ("1" if value else "0") if isinstance(value, bool) else str(value)
+
+
+def tf_serving_url(kind: str) -> str:
+    """``AISTACK_TFSERVING_GPU_URL`` / ``..._CPU_URL``; default: the compose service."""
+    return os.environ.get(f"AISTACK_TFSERVING_{kind.upper()}_URL", f"http://tfserving-{kind}:8501")
+
+
+prod = Production(
+    PRODUCTION,
+    description="aistack: chest X-ray classification with Grad-CAM on TF Serving",
+    # Business processes without a pool of their own would share these jobs; XRayRouter
+    # has its own, so two are enough for anything added later.
+    actor_pool_size=2,
+)
+
+# Services are adapterless: the REST class creates them in its own CSP job for each request
+# (Ens.Director.CreateBusinessService), so the production starts no job for them (pool 0).
+predict_service = prod.service(PREDICT_SERVICE, XRayPredictService, pool_size=0)
+job_service = prod.service(JOB_SERVICE, XRayJobService, pool_size=0)
+
+# Two jobs of its own: one prediction per core decodes, renders and stores while the other
+# waits on TF Serving; a private queue also keeps its messages apart from other processes.
+router = prod.process("XRayRouter", XRayRouter, pool_size=2, settings={"routing": "gpu-first"})
+
+# One job per router job, so neither router job waits on the other's TF Serving call.
+gpu = prod.operation(
+    "TfServingGpu",
+    TfServingOperation,
+    pool_size=2,
+    settings={"backend": "gpu", "url": tf_serving_url("gpu"), "model": "covid19"},
+)
+cpu = prod.operation(
+    "TfServingCpu",
+    TfServingOperation,
+    pool_size=2,
+    settings={"backend": "cpu", "url": tf_serving_url("cpu"), "model": "covid19"},
+)
+
+predict_service.connect(XRayPredictService.Router, router)
+job_service.connect(XRayJobService.Router, router)
+router.connect(XRayRouter.TfServingGpu, gpu)
+router.connect(XRayRouter.TfServingCpu, cpu)
+
+for service in (predict_service, job_service):
+    # An exception escaping a service is a defect (errors travel as messages): alert at once.
+    host_settings(service, AlertOnError=True)
+
+# A message waiting 10 s for a router job has outlived the inference deadline: alert, the
+# pool is too small for the load. Errors are answers here, so only defects raise alerts.
+host_settings(router, AlertOnError=True, QueueWaitAlert=10)
+
+for operation in (gpu, cpu):
+    host_settings(
+        operation,
+        # Failures come back as messages and the router fails over within its deadline, so
+        # IRIS's own retry only ever sees a defect: retry once a second, give up after 15 s
+        # (a web client is waiting; never -1 here).
+        RetryInterval=1,
+        FailureTimeout=15,
+        AlertOnError=True,
+        # Half the inference deadline spent queued for an operation job: alert.
+        QueueWaitAlert=5,
+    )
+
+PRODUCTIONS = [prod]
