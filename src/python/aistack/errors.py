@@ -128,6 +128,10 @@ class NotReady(AistackError):
     retry_after_s = 5
 
 
+BUSY_MESSAGE = "the service is at capacity: every prediction slot and queue place is taken"
+"""One wording for every refusal at capacity: the service's, its shedding layer's, HAProxy's."""
+
+
 class ServiceBusy(AistackError):
     status = 503
     code = "service_busy"

@@ -17,11 +17,10 @@ import json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aistack.api import v1, v2
-from aistack.errors import NotReady, ServiceBusy
+from aistack.errors import BUSY_MESSAGE, NotReady, ServiceBusy
 from aistack.logs import log_event
 from aistack.metrics import REJECTED
 from aistack.runtime import Runtime
-from aistack.xray.service import BUSY_MESSAGE
 
 PREDICTION_PATHS = frozenset(
     {

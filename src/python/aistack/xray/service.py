@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from aistack.errors import ServiceBusy
+from aistack.errors import BUSY_MESSAGE, ServiceBusy
 from aistack.imaging.decode import DecodedImage, decode_image
 from aistack.imaging.overlay import blend, colorize_heatmap, encode_jpeg, fit_within
 from aistack.imaging.preprocess import DECODE_MIN_SIDE, to_grayscale_uint8, to_model_input
@@ -33,7 +33,6 @@ OVERLAY_MAX_SIDE = 768
 ample for a screen."""
 
 SWEEP_EVERY = 500
-BUSY_MESSAGE = "the service is at capacity: every prediction slot and queue place is taken"
 
 
 @dataclass(frozen=True)
