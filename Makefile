@@ -39,11 +39,11 @@ test: $(DEV_STAMP) lint
 	$(BIN)/python -m pytest
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks iris
 
 format: $(DEV_STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks iris
+	$(BIN)/ruff check --fix src tests benchmarks iris
 
 # A new version beside the served one; `aistack models label stable N` serves it.
 train: $(RUNTIME_STAMP)
