@@ -1,4 +1,4 @@
-"""`aistack serve | train xray | evaluate xray | predict | models | bench | keys`.
+"""`aistack serve | train xray | evaluate xray | predict | models | bench | keys | icu`.
 
 This module assembles the Typer ``app`` (the ``aistack`` script) from one module per
 command family; heavy libraries are imported inside the commands, so ``--help`` stays fast.
@@ -14,6 +14,7 @@ from aistack import __version__
 from aistack.auth.cli import keys_app
 from aistack.cli import bench, predict, serve, tf_notice, up
 from aistack.cli.evaluate import evaluate_app
+from aistack.cli.icu import icu_app
 from aistack.cli.models import models_app
 from aistack.cli.train import train_app
 
@@ -28,6 +29,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(icu_app, name="icu")
 app.command()(serve.serve)
 app.command()(predict.predict)
 app.command()(bench.bench)
