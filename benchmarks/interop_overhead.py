@@ -78,7 +78,7 @@ def build_paths(data: bytes) -> tuple[dict[str, Callable[[], object]], Callable[
     from aistack.interop.messages import XrayPredictionRequest  # noqa: PLC0415
     from aistack.interop.settings import prod  # noqa: PLC0415
     from aistack.xray.plausibility import load_for_version  # noqa: PLC0415
-    from aistack.xray.service import XrayService  # noqa: PLC0415
+    from aistack.xray.service import XrayPolicy, XrayService  # noqa: PLC0415
 
     tfserving = TfServingRestDouble(repository=load_repository(ROOT / "models" / "covid19"))
     tfserving.start()
@@ -96,7 +96,7 @@ def build_paths(data: bytes) -> tuple[dict[str, Callable[[], object]], Callable[
         engine,
         runtime.store,
         runtime.files,
-        wiring.xray_policy(runtime.settings),
+        XrayPolicy.from_settings(runtime.settings),
         load_for_version(runtime.version_dir),
     )
     body = json.dumps({"image_b64": base64.b64encode(data).decode(), "heatmap": True}).encode()

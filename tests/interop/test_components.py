@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
+import cv2
 import numpy as np
 import pytest
 from iop.messages.dispatch import dispatch_deserializer, dispatch_serializer
@@ -38,6 +42,54 @@ def test_tf_serving_operation_gives_the_in_process_model_s_answer(
         assert reply.error is None and reply.backend == "gpu"
         assert_same(reply.to_output(), reference.infer(real_pixels, heatmap=heatmap))
     assert ask(operation, StatusProbe(timeout_s=1)).available is True
+
+
+def test_tf_serving_operation_sends_the_pngs_it_received_as_they_are(
+    production, tfserving, reference, real_pixels, monkeypatch
+):
+    """No decode and encode again: the bytes TF Serving reads are the message's bytes."""
+    sent: list[bytes] = []
+    answer = tfserving.handle
+
+    def recording(method: str, path: str, body: bytes) -> tuple[int, str]:
+        if method == "POST":
+            inputs = json.loads(body)["inputs"]["image_bytes"]
+            sent.extend(base64.b64decode(value["b64"]) for value in inputs)
+        return answer(method, path, body)
+
+    monkeypatch.setattr(tfserving, "handle", recording)
+    operation, _ = production(tfserving.url, tfserving.url).component("TfServingGpu")
+    # Smallest deflate, unlike the codec's: pixels decoded and encoded again would differ.
+    images = [
+        cv2.imencode(".png", image[:, :, 0], [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+        for image in real_pixels
+    ]
+    assert images != encode_pixels(real_pixels, reference.info.image_size)
+    reply = ask(operation, InferenceRequest(images=images, heatmap=True, timeout_s=5))
+    assert reply.error is None and sent == images
+    assert_same(reply.to_output(), reference.infer(real_pixels, heatmap=True))
+
+
+@pytest.mark.parametrize(
+    ("pixels", "why"),
+    [
+        (np.zeros((223, 224), np.uint8), "one pixel short"),
+        (np.zeros((224, 224, 3), np.uint8), "colour"),
+        (np.zeros((224, 224), np.uint16), "16-bit"),
+    ],
+)
+def test_tf_serving_operation_refuses_a_png_the_model_would_resize_or_convert(
+    production, tfserving, pixels, why
+):
+    operation, _ = production(tfserving.url, tfserving.url).component("TfServingGpu")
+    before = tfserving.predict_calls
+    image = cv2.imencode(".png", pixels)[1].tobytes()
+    reply = ask(operation, InferenceRequest(images=[image], heatmap=False, timeout_s=5))
+    assert (reply.error.status, reply.error.code) == (400, "bad_request"), why
+    assert reply.error.message == "a model input is not a 224x224 grey PNG"
+    empty = ask(operation, InferenceRequest(images=[], heatmap=False, timeout_s=5))
+    assert empty.error.message == "an inference request needs at least one image"
+    assert tfserving.predict_calls == before  # refused before anything was sent
 
 
 def test_tf_serving_operation_answers_failures_as_data(production, dead_url, real_pixels):

@@ -3,20 +3,16 @@ headers every response carries."""
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aistack.http_contract import COMMON_HEADERS, REQUEST_ID_HEADER, SANE_REQUEST_ID
 from aistack.logs import request_id
 
-REQUEST_ID_HEADER = "x-request-id"
-SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-COMMON_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # signed file URLs must not leak to other sites
-}
+REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
+"""The header as an ASGI scope names it (lowercase bytes)."""
 
 
 class RequestContext:
@@ -27,7 +23,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
+        incoming = dict(scope["headers"]).get(REQUEST_ID_KEY, b"").decode("latin-1")
         current = incoming if SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id.set(current)
 

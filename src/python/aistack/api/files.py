@@ -6,8 +6,6 @@ read every prediction, and the key that asked for the prediction.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from fastapi import APIRouter, Depends, Path, Query, Request, Security
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
@@ -15,39 +13,30 @@ from starlette.concurrency import run_in_threadpool
 from aistack.api.deps import get_runtime
 from aistack.api.openapi import error_responses
 from aistack.api.security import client_address, identify, missing_key, spend_budget
-from aistack.api.v2 import readable
 from aistack.auth.keys import Permission, Principal
 from aistack.errors import Forbidden, NotFound
 from aistack.runtime import Runtime
-from aistack.xray.files import HEATMAP, RESULT, SOURCE
+from aistack.xray.files import FILE_HEADERS, FILE_NAME, MEDIA_TYPES, FileKind
 
 router = APIRouter(tags=["files"])
-FILE_NAME = r"^[0-9a-f]{32}\.(jpg|png)$"
-MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png"}
-FILE_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-    "Cache-Control": "private, max-age=300",
-}
-
-
-class FileKind(StrEnum):
-    source = SOURCE
-    result = RESULT
-    heatmap = HEATMAP
 
 
 @router.get(
     "/static/{kind}/{name}",
     operation_id="get_stored_file",
     response_class=FileResponse,
-    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the file"}}
+    responses={
+        200: {
+            "content": {"image/jpeg": {}, "image/png": {}, "application/dicom": {}},
+            "description": "the file",
+        }
+    }
     | error_responses(401, 403, 404, 422, 429),
 )
 async def get_stored_file(
     request: Request,
     kind: FileKind,
-    name: str = Path(pattern=FILE_NAME, description="<prediction id>.<jpg|png>"),
+    name: str = Path(pattern=FILE_NAME, description="<prediction id>.<jpg|png|dcm>"),
     token: str | None = Query(None, description="signature from a signed URL"),
     runtime: Runtime = Depends(get_runtime),
     caller: Principal | None = Security(identify),
@@ -61,7 +50,7 @@ async def get_stored_file(
             raise Forbidden(f"the key {caller.name!r} may not read stored files")
         spend_budget(runtime, caller.key_id or client_address(request))
         record = await run_in_threadpool(runtime.store.get, name.split(".")[0])
-        if not readable(caller, record):
+        if not caller.can_read(record):
             raise NotFound(f"no stored file {kind.value}/{name}")
     if not path.is_file():
         raise NotFound(f"no stored file {kind.value}/{name} (it may have been swept)")

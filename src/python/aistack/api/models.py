@@ -20,6 +20,7 @@ from aistack.api.openapi import AUTH_ERRORS, error_responses
 from aistack.api.security import authorize
 from aistack.auth.keys import Permission
 from aistack.errors import ModelNotFound, NotReady
+from aistack.http_contract import BACKEND_HEADER, UNAVAILABLE_TEXT
 from aistack.inference.signatures import signature_defs
 from aistack.inference.versions import available_versions, read_labels
 from aistack.runtime import Runtime, VersionSlot, VersionState
@@ -29,14 +30,12 @@ tf_serving = APIRouter(prefix="/v1/models", tags=["model status (TF Serving REST
 router = APIRouter(prefix="/api/v2/models", tags=["v2"])
 may_read_models = authorize(Permission.READ_ALL, action="read model details")
 
-BACKEND_HEADER = "X-Model-Backend"
 BACKEND_HEADER_DOC = {
     BACKEND_HEADER: {
         "description": "the inference backend that ran the model (inprocess, or a TF Serving one)",
         "schema": {"type": "string"},
     }
 }
-UNAVAILABLE_TEXT = "loaded, but no inference backend can take calls (all down or circuits open)"
 ModelName = Annotated[str, Path(description="the served model's name (AISTACK_MODEL_NAME)")]
 VersionNumber = Annotated[int, Path(ge=0, description="a version: the folder models/<name>/<N>")]
 Label = Annotated[str, Path(description="a label of version_labels.json, e.g. stable")]

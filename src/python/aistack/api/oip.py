@@ -16,7 +16,6 @@ from pydantic import BaseModel, Field
 from aistack import __version__
 from aistack.api.deps import get_runtime
 from aistack.api.models import (
-    UNAVAILABLE_TEXT,
     ModelName,
     check_model_name,
     may_read_models,
@@ -26,6 +25,7 @@ from aistack.api.models import (
 )
 from aistack.api.openapi import AUTH_ERRORS, error_responses
 from aistack.errors import ModelNotFound, NotReady
+from aistack.http_contract import UNAVAILABLE_TEXT
 from aistack.inference.signatures import TensorSpec, tensors
 from aistack.inference.tfserving.codec import signature_for
 from aistack.runtime import Runtime

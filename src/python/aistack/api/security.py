@@ -14,7 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from aistack.api.deps import get_runtime
-from aistack.auth.keys import AUTH_OFF, OPEN_V1, Permission, Principal
+from aistack.auth.keys import AUTH_OFF, OPEN_V1, PERMISSION_ACTIONS, Permission, Principal
 from aistack.errors import Forbidden, RateLimited, Unauthorized
 from aistack.runtime import Runtime
 
@@ -25,12 +25,6 @@ header_scheme = APIKeyHeader(
     name="X-API-Key", auto_error=False, scheme_name="apiKeyHeader", description="`X-API-Key`"
 )
 CHALLENGE = 'Bearer realm="aistack"'
-WHAT = {
-    Permission.PREDICT: "ask for predictions",
-    Permission.READ_OWN: "read predictions",
-    Permission.READ_ALL: "read every prediction",
-    Permission.ADMIN: "administer the service",
-}
 
 PrincipalDependency = Callable[..., Awaitable[Principal]]
 
@@ -91,7 +85,7 @@ def authorize(
     (the 2020 v1 routes under AISTACK_V1_OPEN). ``action`` words the 403 for routes whose
     permission is borrowed (model details need the read-all role).
     """
-    refused = action or WHAT[permission]
+    refused = action or PERMISSION_ACTIONS[permission]
 
     async def dependency(request: Request, caller: Principal | None = Security(identify)):
         runtime = get_runtime(request)

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -47,6 +48,20 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.READ: frozenset({Permission.READ_OWN, Permission.READ_ALL}),
     Role.ADMIN: frozenset(Permission),
 }
+PERMISSION_ACTIONS: dict[Permission, str] = {
+    Permission.PREDICT: "ask for predictions",
+    Permission.READ_OWN: "read predictions",
+    Permission.READ_ALL: "read every prediction",
+    Permission.ADMIN: "administer the service",
+}
+"""What each permission allows, as a refusal words it: "... may not <action>"."""
+
+
+class Owned(Protocol):
+    """A stored record that remembers who asked for it: a prediction or a job."""
+
+    @property
+    def client(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,15 @@ class Principal:
 
     def can(self, permission: Permission) -> bool:
         return permission in self.permissions
+
+    def can_read(self, record: Owned | None) -> bool:
+        """Read-all callers see every record; read-own callers those they asked for. A
+        missing record is unreadable, so that "not yours" and "no such id" look alike."""
+        if record is None:
+            return False
+        return self.can(Permission.READ_ALL) or (
+            self.can(Permission.READ_OWN) and record.client == self.name
+        )
 
 
 AUTH_OFF = Principal("anonymous", frozenset(Permission))

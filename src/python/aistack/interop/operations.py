@@ -1,18 +1,17 @@
 """The business operation ``TfServingOperation``: one TF Serving model address.
 
 The production configures it twice (``TfServingGpu``, ``TfServingCpu``). It wraps the core's
-TF Serving REST client, so addressing, timeouts, the lossless PNG codec, shape checks and
-the mapping of TF Serving's failures to typed errors are the standalone runtime's. Those
-errors go back as data: the business process's router decides what to try next.
+TF Serving REST client, so addressing, timeouts, input checks and the mapping of TF
+Serving's failures to typed errors are the standalone runtime's. The PNGs the business
+process encoded go to TF Serving as they came, never decoded here. Errors go back as data:
+the business process's router decides what to try next.
 """
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 from iop import BusinessOperation, setting
 
-from aistack.errors import AistackError, BadRequest
+from aistack.errors import AistackError
 from aistack.inference.tfserving.rest import TfServingRestEngine
 from aistack.interop import wiring
 from aistack.interop.messages import (
@@ -25,19 +24,6 @@ from aistack.interop.messages import (
 )
 
 PROTOCOLS = ("http",)
-
-
-def decode_model_inputs(images: list[bytes], size: int) -> np.ndarray:
-    """The PNGs of :mod:`aistack.inference.tfserving.codec` back to (N, S, S, 1) uint8."""
-    pixels = []
-    for data in images:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-        if image is None or image.shape != (size, size):
-            raise BadRequest(f"a model input is not a {size}x{size} grey PNG")
-        pixels.append(image)
-    if not pixels:
-        raise BadRequest("an inference request needs at least one image")
-    return np.stack(pixels)[..., np.newaxis]
 
 
 class TfServingOperation(BusinessOperation):
@@ -57,12 +43,11 @@ class TfServingOperation(BusinessOperation):
             raise ValueError(f"protocol {self.protocol!r} is not supported; use http")
         version = str(self.version or "").strip()
         label = str(self.label or "").strip()
-        self.info = wiring.runtime().model
         self.engine = TfServingRestEngine(
             str(self.backend),
             str(self.url),
             str(self.model),
-            self.info,
+            wiring.runtime().model,
             version=int(version) if version else None,
             label=label or None,
             timeout_s=float(self.timeout_s),
@@ -76,8 +61,9 @@ class TfServingOperation(BusinessOperation):
 
     def infer(self, request: InferenceRequest) -> InferenceResponse:
         try:
-            pixels = decode_model_inputs(request.images, self.info.image_size)
-            output = self.engine.infer(pixels, request.heatmap, timeout_s=request.timeout_s)
+            output = self.engine.infer_encoded(
+                request.images, request.heatmap, timeout_s=request.timeout_s
+            )
         except AistackError as error:
             return InferenceResponse(backend=str(self.backend), error=ErrorReply.from_error(error))
         except Exception as error:  # noqa: BLE001 - errors travel as data (messages.py)

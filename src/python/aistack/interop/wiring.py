@@ -38,19 +38,6 @@ BACKEND_CONCURRENCY = 8
 """Calls in flight per backend from one job (as for a TF Serving backend standalone)."""
 
 
-def xray_policy(settings: Settings) -> XrayPolicy:
-    """The service limits from settings, as the standalone runtime sets them."""
-    return XrayPolicy(
-        max_bytes=settings.max_body_bytes,
-        max_pixels=settings.max_pixels,
-        covid_threshold=settings.covid_threshold,
-        heatmap_alpha=settings.heatmap_alpha,
-        max_concurrent_decodes=settings.max_concurrent_decodes,
-        low_confidence_margin=settings.low_confidence_margin,
-        max_queued_predictions=settings.max_queued_predictions,
-    )
-
-
 @dataclass
 class IrisRuntime:
     """What every component of one IRIS job shares; cheap pieces first, the model on demand."""
@@ -126,7 +113,7 @@ class IrisRuntime:
                     self._router(engines, routing),
                     self.store,
                     self.files,
-                    xray_policy(self.settings),
+                    XrayPolicy.from_settings(self.settings),
                     load_for_version(self.version_dir),
                 )
                 self._services[key] = service

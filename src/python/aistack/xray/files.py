@@ -13,12 +13,34 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 from pathlib import Path
 
 SOURCE = "source"  # uploaded images, as received
 RESULT = "result"  # heatmap blended over the image (v1 `Output_Heatmap`)
 HEATMAP = "heatmap"  # colorized heatmap alone, for overlays drawn by the client
 KINDS = (SOURCE, RESULT, HEATMAP)
+
+
+class FileKind(StrEnum):
+    # The ``kind`` of ``/static/<kind>/<name>``. No docstring: OpenAPI would show it.
+    source = SOURCE
+    result = RESULT
+    heatmap = HEATMAP
+
+
+FILE_NAME = r"^[0-9a-f]{32}\.(jpg|png|dcm)$"
+"""A stored file's name: ``<prediction id>.<jpg|png>``; anything else names no file."""
+MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "dcm": "application/dicom"}
+"""Content-Type of a stored file, by extension."""
+FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "private, max-age=300",
+}
+"""Headers a stored file is served with: never sniffed, never run as a page, cached only by
+the caller's own browser, for five minutes."""
+
 TEMP_PREFIX = ".tmp-"
 TEMP_GRACE_SECONDS = 3600  # a temporary file this old was left by a crash
 ORPHAN_GRACE_SECONDS = 600  # a file this old whose row never came was left by a crash

@@ -6,12 +6,13 @@ failures read; the rules around them are TF Serving's and the same for both.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from aistack.errors import AistackError, BackendUnavailable, ModelNotFound
+from aistack.errors import AistackError, BackendUnavailable, BadRequest, ModelNotFound
 from aistack.inference.engine import EngineOutput, ModelInfo
 from aistack.inference.tfserving.codec import (
     AVAILABLE,
@@ -22,6 +23,26 @@ from aistack.inference.tfserving.codec import (
 
 REFINE_TIMEOUT_S = 2.0
 """Budget of the status call that tells a loading version from a missing one."""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+GREY_8_BIT = (8, 0)
+"""PNG bit depth and colour type of one 8-bit grey channel: what ``encode_pixels`` writes."""
+
+
+def check_model_input(image: bytes, image_size: int) -> None:
+    """A PNG's header (signature, then IHDR) says ``image_size`` square, 8-bit grey.
+
+    The pixels are not decoded (TF Serving does that); the header is enough to know that
+    they reach the model as they are, as :mod:`.codec` explains.
+    """
+    header = image[:26]
+    if (
+        len(header) < 26
+        or not header.startswith(PNG_SIGNATURE)
+        or header[12:16] != b"IHDR"
+        or struct.unpack(">II", header[16:24]) != (image_size, image_size)
+        or tuple(header[24:26]) != GREY_8_BIT
+    ):
+        raise BadRequest(f"a model input is not a {image_size}x{image_size} grey PNG")
 
 
 class TfServingEngineBase:
@@ -54,13 +75,22 @@ class TfServingEngineBase:
         self, pixels: np.ndarray, heatmap: bool, timeout_s: float | None = None
     ) -> EngineOutput:
         """One predict call for the whole batch; ``timeout_s`` defaults to the engine's."""
-        timeout = self._timeout(timeout_s)
-        images = encode_pixels(pixels, self.info.image_size)
-        try:
-            outputs = self._predict(images, heatmap, timeout)
-        except ModelNotFound as error:
-            raise self._missing_or_loading(error, timeout) from error
-        return engine_output(outputs, len(images), self.info, heatmap, self._source)
+        return self._run(encode_pixels(pixels, self.info.image_size), heatmap, timeout_s)
+
+    def infer_encoded(
+        self, images: list[bytes], heatmap: bool, timeout_s: float | None = None
+    ) -> EngineOutput:
+        """:meth:`infer` for model inputs that are PNGs already (``codec.encode_pixels``).
+
+        A caller that received them encoded (the IRIS runtime's TF Serving operation) sends
+        them as they are: only their PNG header is read, to refuse a wrong size or colour
+        type that the model would otherwise resize or convert without a word.
+        """
+        if not images:
+            raise BadRequest("an inference request needs at least one image")
+        for image in images:
+            check_model_input(image, self.info.image_size)
+        return self._run(images, heatmap, timeout_s)
 
     def probe(self, timeout_s: float = 2.0) -> bool:
         """True iff the addressed version (without one: some version) is AVAILABLE.
@@ -85,6 +115,14 @@ class TfServingEngineBase:
 
     def close(self) -> None:
         self._closed = True
+
+    def _run(self, images: list[bytes], heatmap: bool, timeout_s: float | None) -> EngineOutput:
+        timeout = self._timeout(timeout_s)
+        try:
+            outputs = self._predict(images, heatmap, timeout)
+        except ModelNotFound as error:
+            raise self._missing_or_loading(error, timeout) from error
+        return engine_output(outputs, len(images), self.info, heatmap, self._source)
 
     def _predict(self, images: list[bytes], heatmap: bool, timeout_s: float) -> Mapping[str, Any]:
         """The named outputs of one predict call (nested lists or arrays)."""
