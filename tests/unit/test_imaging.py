@@ -584,7 +584,7 @@ BAD_INPUTS: dict[str, tuple[bytes, type[AistackError]]] = {
     "bmp": (other_format("BMP"), UnsupportedFormat),
     "tiff": (other_format("TIFF"), UnsupportedFormat),
     "webp": (other_format("WEBP"), UnsupportedFormat),
-    "dicom": (b"\x00" * 128 + b"DICM" + b"\x00" * 64, UnsupportedFormat),
+    "dicom": (b"\x00" * 128 + b"DICM" + b"\x00" * 64, CorruptImage),
     "jpeg_header_then_garbage": (b"\xff\xd8\xff" + bytes(noise(1, 500, 1, seed=3)), CorruptImage),
     "jpeg_app0_then_text": (b"\xff\xd8\xff\xe0" + b"hello world " * 40, CorruptImage),
     "png_signature_then_garbage": (b"\x89PNG\r\n\x1a\n" + b"garbage!" * 40, CorruptImage),

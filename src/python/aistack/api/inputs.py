@@ -10,6 +10,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from aistack.xray.request_body import (
+    HEATMAP_QUERY,
     V1_MEDIA_TYPES,
     V2_MEDIA_TYPES,
     media_type,
@@ -36,5 +37,6 @@ async def v1_image(request: Request) -> bytes:
 
 
 async def v2_image(request: Request) -> tuple[bytes, bool]:
-    """(image, heatmap) of a v2 request, JSON or form."""
-    return v2_body(*await read_body(request, V2_MEDIA_TYPES))
+    """(image, heatmap) of a v2 request: JSON, form, or a raw DICOM body (``?heatmap=``)."""
+    content_type, body = await read_body(request, V2_MEDIA_TYPES)
+    return v2_body(content_type, body, request.query_params.get(HEATMAP_QUERY))

@@ -14,20 +14,21 @@ from aistack.api.deps import get_runtime, public_url
 from aistack.api.inputs import v2_image
 from aistack.api.openapi import AUTH_ERRORS, BODY_ERRORS, error_responses
 from aistack.api.v2 import (
-    PREDICTION_ID,
     REQUEST_BODY,
+    HeatmapQuery,
     LabelQuery,
     VersionQuery,
     may_predict,
     may_read,
-    readable,
     requested_version,
     to_response,
 )
 from aistack.auth.keys import Principal
 from aistack.errors import NotFound
+from aistack.http_contract import RECORD_ID
 from aistack.runtime import Runtime
 from aistack.store.jobs import JobRecord, JobStatus
+from aistack.xray.request_body import HEATMAP_QUERY
 from aistack.xray.schemas import Job, job_view
 
 router = APIRouter(prefix="/api/v2/xray", tags=["v2"])
@@ -70,13 +71,14 @@ async def create_job(
     caller: Principal = Depends(may_predict),
     version: VersionQuery = None,
     label: LabelQuery = None,
+    heatmap_query: HeatmapQuery = None,
 ) -> Job:
     """Accept one image for classification later; poll the job for the prediction.
 
     The body and ``?version=``/``?label=`` are those of ``create_prediction``. 503
     ``service_busy`` when too many jobs wait already.
     """
-    chosen = requested_version(request, runtime, version, label)
+    chosen = requested_version(request, runtime, version, label, frozenset({HEATMAP_QUERY}))
     runtime.service_for(chosen)  # 404 or 503 before reading a body we could not serve
     runtime.job_runner.refuse_if_full()
     data, heatmap = await v2_image(request)
@@ -93,13 +95,13 @@ async def create_job(
     responses=error_responses(*AUTH_ERRORS, 404, 422),
 )
 async def get_job(
-    job_id: str = Path(pattern=PREDICTION_ID, description="32 hex digits"),
+    job_id: str = Path(pattern=RECORD_ID, description="32 hex digits"),
     runtime: Runtime = Depends(get_runtime),
     caller: Principal = Depends(may_read),
 ) -> Job:
     """A job: ``queued``, ``running``, then ``succeeded`` with its prediction or ``failed``
     with the error."""
     job = await run_in_threadpool(runtime.jobs.get, job_id)
-    if not readable(caller, job):
+    if not caller.can_read(job):
         raise NotFound(f"no job with id {job_id!r}")
     return await run_in_threadpool(view, runtime, job)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Protocol
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -15,15 +15,15 @@ from aistack.api.openapi import AUTH_ERRORS, BODY_ERRORS, error_responses
 from aistack.api.security import authorize
 from aistack.auth.keys import Permission, Principal
 from aistack.errors import BadRequest, ModelNotFound, NotFound
+from aistack.http_contract import RECORD_ID, VERSION_QUERY_PARAMETERS
 from aistack.runtime import Runtime
 from aistack.store import PredictionRecord
+from aistack.xray.request_body import DICOM, HEATMAP_QUERY
 from aistack.xray.schemas import Prediction, PredictionRequest, v2_prediction
 
 router = APIRouter(prefix="/api/v2/xray", tags=["v2"])
 may_predict = authorize(Permission.PREDICT)
 may_read = authorize(Permission.READ_OWN)
-PREDICTION_ID = r"^[0-9a-f]{32}$"
-QUERY_PARAMETERS = frozenset({"version", "label"})
 VersionQuery = Annotated[
     int | None,
     Query(ge=0, description="classify with this model version (default: the served default)"),
@@ -33,6 +33,14 @@ LabelQuery = Annotated[
     Query(
         min_length=1,
         description="classify with the version this label names in version_labels.json",
+    ),
+]
+HeatmapQuery = Annotated[
+    Literal["true", "false"] | None,
+    Query(
+        alias=HEATMAP_QUERY,
+        description=f"with a raw {DICOM} body only (default true): also compute and render "
+        "the Grad-CAM heatmap; JSON and forms say heatmap in the body",
     ),
 ]
 
@@ -52,6 +60,10 @@ REQUEST_BODY = {
                     "additionalProperties": False,
                 }
             },
+            DICOM: {
+                "schema": {"type": "string", "format": "binary", "minLength": 1},
+                "description": "a DICOM Part 10 file as the whole body; heatmap in the query",
+            },
         },
     }
 }
@@ -70,15 +82,19 @@ def to_response(runtime: Runtime, record: PredictionRecord) -> Prediction:
 
 
 def requested_version(
-    request: Request, runtime: Runtime, version: int | None, label: str | None
+    request: Request,
+    runtime: Runtime,
+    version: int | None,
+    label: str | None,
+    also: frozenset[str] = frozenset(),
 ) -> int | None:
     """The version a request names by ``?version=`` or ``?label=``; None: the default.
 
     Both at once pin a label: it must name that version (a label moved since is a 404). As
     with form fields, an unknown query parameter (``?verison=2``) is an error rather than a
-    prediction silently made by another version.
+    prediction silently made by another version. ``also`` names the route's other parameters.
     """
-    unknown = sorted(set(request.query_params) - QUERY_PARAMETERS)
+    unknown = sorted(set(request.query_params) - VERSION_QUERY_PARAMETERS - also)
     if unknown:
         raise BadRequest(
             f"unexpected query parameter {unknown[0][:40]!r}; expected version or label"
@@ -113,14 +129,17 @@ async def create_prediction(
     caller: Principal = Depends(may_predict),
     version: VersionQuery = None,
     label: LabelQuery = None,
+    heatmap_query: HeatmapQuery = None,
 ) -> Prediction:
-    """Classify one image (JSON ``image_b64`` or multipart ``file``) and store the result.
+    """Classify one image (JSON ``image_b64``, multipart ``file`` or a raw DICOM body) and
+    store the result.
 
     ``?version=N`` or ``?label=L`` chooses the model version (both: the label must name N);
     one that is not served is a 404.
     """
     # 404 or 503 before reading a body we could not serve
-    service = runtime.service_for(requested_version(request, runtime, version, label))
+    chosen = requested_version(request, runtime, version, label, frozenset({HEATMAP_QUERY}))
+    service = runtime.service_for(chosen)
     service.refuse_if_full()  # overload is refused before the upload is read
     data, heatmap = await v2_image(request)
     client = None if caller.is_anonymous else caller.name
@@ -130,21 +149,6 @@ async def create_prediction(
     return to_response(runtime, record)
 
 
-class Owned(Protocol):
-    @property
-    def client(self) -> str | None: ...
-
-
-def readable(caller: Principal, record: Owned | None) -> bool:
-    """Read-all keys see everything; predict keys see what they asked for (a prediction or
-    a job)."""
-    if record is None:
-        return False
-    return caller.can(Permission.READ_ALL) or (
-        caller.can(Permission.READ_OWN) and record.client == caller.name
-    )
-
-
 @router.get(
     "/predictions/{prediction_id}",
     operation_id="get_prediction",
@@ -152,13 +156,13 @@ def readable(caller: Principal, record: Owned | None) -> bool:
     responses=error_responses(*AUTH_ERRORS, 404, 422),
 )
 async def get_prediction(
-    prediction_id: str = Path(pattern=PREDICTION_ID, description="32 hex digits"),
+    prediction_id: str = Path(pattern=RECORD_ID, description="32 hex digits"),
     runtime: Runtime = Depends(get_runtime),
     caller: Principal = Depends(may_read),
 ) -> Prediction:
     """One stored prediction, with freshly signed image URLs."""
     record = await run_in_threadpool(runtime.store.get, prediction_id)
-    if not readable(caller, record):
+    if not caller.can_read(record):
         raise NotFound(f"no prediction with id {prediction_id!r}")
     return to_response(runtime, record)
 

@@ -1,12 +1,14 @@
 """`aistack predict`: one NDJSON line per image on stdout, optional heatmap overlays.
 
 A bad image yields an error line rather than stopping the run, so a pipe always gets one
-line per image it passed in.
+line per image it passed in. A DICOM file's line carries its identifiers under ``dicom``
+(null for JPEG and PNG), so a result can be matched to the exam it came from.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -31,7 +33,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 
 def predict(
     images: Annotated[
-        list[Path], typer.Argument(help="JPEG or PNG chest X-rays", show_default=False)
+        list[Path],
+        typer.Argument(help="chest X-rays: JPEG, PNG or DICOM files", show_default=False),
     ],
     heatmap: Annotated[
         Path | None,
@@ -129,6 +132,7 @@ def _predict_one(
         "threshold": settings.covid_threshold,
         "low_confidence": is_low_confidence(probabilities, settings.low_confidence_margin),
         "model": {"name": engine.info.name, "version": engine.info.version},
+        "dicom": asdict(run.image.dicom) if run.image.dicom is not None else None,
     }
     if overlay is not None:
         line["heatmap"] = str(overlay)

@@ -1,4 +1,4 @@
-"""Decode JPEG and PNG uploads safely: the header is read and checked before any pixel is.
+"""Decode JPEG, PNG and DICOM uploads safely: the header is checked before any pixel is read.
 
 Every image is decoded straight to what the model and the overlays use, one 8-bit gray
 channel, so an upload costs at most width x height bytes of output however many channels
@@ -7,9 +7,11 @@ decoded by libjpeg-turbo in strict mode (simplejpeg): corrupt or truncated entro
 which plain libjpeg fills with grey and accepts, is refused. PNGs go through OpenCV's libpng
 path, which converts each row to gray as it is read.
 
-Supported: 8-bit gray or YCbCr/RGB JPEG (baseline or progressive, EXIF orientation applied)
-and non-animated PNG (1 to 16 bits, gray, RGB, palette, with or without alpha). Anything
-else gets a clear 4xx error instead of a decoder crash.
+Supported: 8-bit gray or YCbCr/RGB JPEG (baseline or progressive, EXIF orientation applied),
+non-animated PNG (1 to 16 bits, gray, RGB, palette, with or without alpha), and DICOM Part 10
+files, recognised by ``DICM`` after their 128-byte preamble and decoded by
+:mod:`aistack.imaging.dicom` (pydicom, loaded on the first DICOM only). Anything else gets a
+clear 4xx error instead of a decoder crash.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -33,8 +37,15 @@ from aistack.errors import (
     UnsupportedFormat,
 )
 
+if TYPE_CHECKING:
+    from aistack.imaging.dicom import DicomIdentifiers
+
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DICOM_MAGIC = b"DICM"
+DICOM_PREAMBLE = 128
+"""A DICOM Part 10 file: a 128-byte preamble (any bytes), then ``DICM``."""
+ACCEPTED = "send JPEG, PNG or DICOM"
 
 # Recognised but not served, so the client learns what it sent.
 OTHER_IMAGE_MAGICS: dict[bytes, str] = {
@@ -67,7 +78,7 @@ class ImageHeader:
     first IDAT chunk.
     """
 
-    format: str  # "JPEG" | "PNG"
+    format: str  # "JPEG" | "PNG" | "DICOM"
     width: int
     height: int
     channels: int
@@ -88,10 +99,15 @@ class ImageHeader:
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """The image as a 2-D uint8 gray array (EXIF orientation applied) and its format."""
+    """The image as a 2-D uint8 gray array (EXIF orientation applied) and its format.
+
+    ``dicom`` carries a DICOM file's patient, study, series, instance and accession
+    identifiers, so that a prediction can be traced back to the exam; None for JPEG and PNG.
+    """
 
     pixels: np.ndarray
-    format: str  # "JPEG" | "PNG"
+    format: str  # "JPEG" | "PNG" | "DICOM"
+    dicom: DicomIdentifiers | None = None
 
     @property
     def width(self) -> int:
@@ -102,25 +118,39 @@ class DecodedImage:
         return int(self.pixels.shape[0])
 
 
+def is_dicom(data: bytes) -> bool:
+    """A DICOM Part 10 file, by content: ``DICM`` after the preamble (a file name says nothing)."""
+    return data[DICOM_PREAMBLE : DICOM_PREAMBLE + len(DICOM_MAGIC)] == DICOM_MAGIC
+
+
 def sniff_format(data: bytes) -> str:
-    """``"JPEG"`` or ``"PNG"``; raises for anything else."""
+    """``"JPEG"``, ``"PNG"`` or ``"DICOM"``; raises for anything else."""
     if data.startswith(JPEG_MAGIC):
         return "JPEG"
     if data.startswith(PNG_MAGIC):
         return "PNG"
+    if is_dicom(data):
+        return "DICOM"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        raise UnsupportedFormat("WebP images are not supported; send JPEG or PNG")
-    if data[128:132] == b"DICM":
-        raise UnsupportedFormat("DICOM is not supported on this endpoint; send JPEG or PNG")
+        raise UnsupportedFormat(f"WebP images are not supported; {ACCEPTED}")
     for magic, name in OTHER_IMAGE_MAGICS.items():
         if data.startswith(magic):
-            raise UnsupportedFormat(f"{name} images are not supported; send JPEG or PNG")
-    raise NotAnImage("the data is not a JPEG or PNG image")
+            raise UnsupportedFormat(f"{name} images are not supported; {ACCEPTED}")
+    raise NotAnImage("the data is not a JPEG, PNG or DICOM image")
+
+
+def _dicom() -> ModuleType:
+    """The DICOM decoder, imported on first use: JPEG/PNG-only work never loads pydicom."""
+    from aistack.imaging import dicom  # noqa: PLC0415
+
+    return dicom
 
 
 def read_header(data: bytes) -> ImageHeader:
     """Size, channels and bit depth from the header alone; raises 4xx errors."""
     image_format = sniff_format(data)
+    if image_format == "DICOM":
+        return _dicom().read_dicom_header(data).image
     header = _read_jpeg_header(data) if image_format == "JPEG" else _read_png_header(data)
     if header.width <= 0 or header.height <= 0:
         raise CorruptImage(
@@ -391,12 +421,14 @@ def decode_image(
 
     With ``min_side``, a large JPEG is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain,
     keeping its shorter side at least ``min_side``: several times faster than a full decode
-    and all that the model input and overlays need. PNG has no such scaling.
+    and all that the model input and overlays need. PNG and DICOM have no such scaling.
     """
     if not data:
         raise EmptyInput("the image is empty")
     if max_bytes is not None and len(data) > max_bytes:
         raise PayloadTooLarge(f"image of {len(data):,} bytes exceeds the limit of {max_bytes:,}")
+    if sniff_format(data) == "DICOM":
+        return _dicom().decode_dicom(data, max_pixels)
     header = read_header(data)
     check_pixel_limit(header, max_pixels)
     if not _is_complete(data, header):

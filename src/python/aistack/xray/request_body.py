@@ -3,7 +3,9 @@
 Both runtimes hand an already-read body and its Content-Type here, so the same request gets
 the same error code and message from either. The rules: a v1 body is a form with exactly one
 image field (``b64`` as base64, or a ``file`` part); a v2 body is that form (plus
-``heatmap``) or JSON ``{"image_b64", "heatmap"}``.
+``heatmap``), JSON ``{"image_b64", "heatmap"}``, or a DICOM file as the raw body
+(``application/dicom``, as STOW-RS sends one instance) with ``heatmap`` in the query.
+Whatever the body, the image's format is told by its content, never by a name or a type.
 """
 
 from __future__ import annotations
@@ -35,9 +37,12 @@ from aistack.xray.schemas import PredictionRequest
 URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
+DICOM = "application/dicom"
 FORM_TYPES = (URLENCODED, MULTIPART)
 V1_MEDIA_TYPES = FORM_TYPES
-V2_MEDIA_TYPES = (JSON, *FORM_TYPES)
+V2_MEDIA_TYPES = (JSON, *FORM_TYPES, DICOM)
+HEATMAP_QUERY = "heatmap"
+"""The query parameter that says ``true``/``false`` for a raw body, which has no fields."""
 IMAGE_FIELDS = frozenset({"b64", "file"})
 MAX_FORM_FIELDS = 20
 MAX_FORM_FILES = 2
@@ -300,9 +305,23 @@ def v1_body(content_type: str, body: bytes) -> bytes:
     return image_from_form(*read_form(content_type, body))[0]
 
 
-def v2_body(content_type: str, body: bytes) -> tuple[bytes, bool]:
-    """(image, heatmap) of a v2 request: JSON, or a form with ``file``/``b64`` and ``heatmap``."""
+def v2_body(content_type: str, body: bytes, heatmap_query: str | None = None) -> tuple[bytes, bool]:
+    """(image, heatmap) of a v2 request: JSON, a form with ``file``/``b64`` and ``heatmap``, or
+    a raw ``application/dicom`` body with ``?heatmap=true|false`` (default true).
+
+    ``heatmap_query`` is the query's ``heatmap``, None when absent. JSON and forms carry
+    ``heatmap`` in the body, and the query may not say it a second time (422).
+    """
     kind = media_type(content_type)
+    if kind == DICOM:
+        if not body:
+            raise MissingInput("empty request: send the DICOM file as the body")
+        return body, parse_form_bool("true" if heatmap_query is None else heatmap_query)
+    if heatmap_query is not None and kind in (JSON, *FORM_TYPES):
+        raise InvalidRequest(
+            f"the {HEATMAP_QUERY} query parameter goes with a raw {DICOM} body; with JSON "
+            f"or a form, send {HEATMAP_QUERY} in the body"
+        )
     if kind in FORM_TYPES:
         data, fields = image_from_form(*read_form(content_type, body), frozenset({"heatmap"}))
         return data, parse_form_bool(fields.get("heatmap", "true"))
@@ -311,6 +330,6 @@ def v2_body(content_type: str, body: bytes) -> tuple[bytes, bool]:
             raise MissingInput('empty request: send JSON {"image_b64": ...} or multipart file')
         raise UnsupportedMediaType(
             f"content type {kind or 'missing'!r} is not accepted; send application/json "
-            "or multipart/form-data"
+            f"or multipart/form-data, or a DICOM file as {DICOM}"
         )
     return parse_v2_json(body)
