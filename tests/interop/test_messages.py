@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
 
 import numpy as np
@@ -44,6 +45,9 @@ RECORD = PredictionRecord(
     image_file="a.jpg",
     client="alice",
     backend="gpu",
+    patient_id="P-42",
+    study_instance_uid="1.2.826.0.1.3680043.8.498.1",
+    accession_number="ACC-7",
 )
 MESSAGES = [
     XrayPredictionRequest(image=BINARY, heatmap=True, endpoint="v1-heatmap", client="alice"),
@@ -109,3 +113,9 @@ def test_errors_travel_as_data_and_come_back_typed(iris, error):
         error.message,
         error.headers,
     )
+
+
+def test_the_stored_prediction_message_carries_every_field_of_the_record():
+    """A field added to the record and not to the message would be lost in the production."""
+    assert set(StoredPrediction.model_fields) == {field.name for field in fields(PredictionRecord)}
+    assert StoredPrediction.from_record(RECORD).to_record() == RECORD

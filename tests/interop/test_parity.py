@@ -24,7 +24,11 @@ V1_PREDICT = "/covid19/api/v1/predict/"
 V1_HEATMAP = "/covid19/api/v1/predict/heatmap"
 V2 = "/api/v2/xray/predictions"
 OPERATIONS = {V1_PREDICT: "v1_predict", V1_HEATMAP: "v1_predict_heatmap", V2: "create_prediction"}
-VARYING = {"id", "created_at", "latency_ms", "backend"}
+DICOM_TYPE = {"content-type": "application/dicom"}
+VARYING = {"id", "created_at", "latency_ms", "backend", "fhir"}
+"""``fhir``: the standalone service serves its own FHIR resources and names them; the IRIS
+runtime publishes them to the IRIS for Health FHIR server after answering (FhirPublisher),
+whose ids are the server's, so its answer carries null there."""
 URL_KEYS = {"image_url", "heatmap_url", "overlay_url", "Input_Image", "Output_Heatmap"}
 
 
@@ -78,6 +82,25 @@ def test_same_json_for_every_test_image_on_both_api_versions(
             assert reply.headers["X-Model-Backend"] == "gpu"  # TF Serving, GPU first
 
 
+def test_same_json_for_a_real_dicom_radiograph(standalone, iris_side):
+    """The identifiers a DICOM file carries come back through the production too."""
+    from pydicom.data import get_testdata_file  # noqa: PLC0415 - test data, when present
+
+    data = Path(get_testdata_file("RG1_UNCR.dcm")).read_bytes()
+    cases = [
+        (V2 + "?heatmap=false", (DICOM_TYPE["content-type"], data)),
+        (V2, encoded(V2, json={"image_b64": b64(data), "heatmap": True})),
+        (V1_PREDICT, encoded(V1_PREDICT, data={"b64": b64(data)})),
+    ]
+    for path, (content_type, body) in cases:
+        answer, reply = both(standalone, path, content_type, body)
+        assert answer.status_code == reply.status, reply.body
+        expected, got = answer.json(), json.loads(reply.body)
+        assert comparable(got) == comparable(expected), path
+    dicom = json.loads(both(standalone, V2, *encoded(V2, json={"image_b64": b64(data)}))[1].body)
+    assert dicom["dicom"]["study_instance_uid"]
+
+
 BAD = {
     "not an image": (V1_HEATMAP, {"data": {"b64": b64(b"hello, I am text, not an X-ray")}}),
     "empty body": (V1_PREDICT, {}),
@@ -100,6 +123,10 @@ BAD = {
     "v2 wrong content type": (V2, {"content": b"x", "headers": {"content-type": "image/png"}}),
     "v2 unknown query": (V2 + "?verison=1", {"json": {"image_b64": "aGVsbG8="}}),
     "v2 unserved version": (V2 + "?version=7", {"json": {"image_b64": "aGVsbG8="}}),
+    "v2 heatmap query with JSON": (V2 + "?heatmap=false", {"json": {"image_b64": "aGVsbG8="}}),
+    "v2 bad heatmap query": (V2 + "?heatmap=no", {"content": b"x", "headers": DICOM_TYPE}),
+    "v2 empty DICOM": (V2, {"content": b"", "headers": DICOM_TYPE}),
+    "v2 DICOM without pixels": (V2, {"content": b"\0" * 128 + b"DICM", "headers": DICOM_TYPE}),
 }
 
 

@@ -13,6 +13,7 @@ from tests.interop.iris_double import CspRequestDouble, StreamDouble
 
 V1 = "/covid19/api/v1/predict/"
 V2 = "/api/v2/xray/predictions"
+JOBS = "/api/v2/xray/jobs"
 
 
 @pytest.fixture
@@ -97,6 +98,21 @@ def test_roles_map_to_the_project_permissions(running, sample_images):
     assert call("create_prediction", "carol", "AIStackRead", **v2_json(image)).status == 403
     admin = call("create_prediction", "root", "AIStackAdmin", **v2_json(image, heatmap=False))
     assert admin.status == 201
+
+
+def test_a_job_is_read_by_who_asked_for_it_and_by_readers_of_everything(running, sample_images):
+    body = v2_json(sample_images["normal"].read_bytes()) | {"url": JOBS}
+    accepted = call("create_job", "alice", "AIStackPredict", **body)
+    assert accepted.status == 202, accepted.body
+    job_id = json.loads(accepted.body)["id"]
+
+    def status(user: str, roles: str) -> int:
+        return call("get_job", user, roles, job_id, url=f"{JOBS}/{job_id}").status
+
+    assert status("alice", "AIStackPredict") == 200
+    assert status("carol", "AIStackRead") == 200
+    assert status("bob", "AIStackPredict") == 404  # as if there were no such job
+    assert status("UnknownUser", "") == 401
 
 
 def test_query_and_path_parameters_are_checked_as_fastapi_does(running):

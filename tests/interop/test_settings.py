@@ -53,6 +53,7 @@ def test_the_graph_routes_services_to_the_router_and_the_router_to_both_backends
         ("XRayJobService", "XRayRouter"),
         ("XRayRouter", "TfServingGpu"),
         ("XRayRouter", "TfServingCpu"),
+        ("XRayRouter", "FhirPublisher"),
     }
     items = {item.name: item for item in graph.items}
     assert items["TfServingGpu"].host_settings["url"] == "http://tfserving-gpu:8501"

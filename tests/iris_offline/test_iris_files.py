@@ -46,6 +46,8 @@ ENV_EXAMPLE = ROOT / ".env.example"
 INSTALLER = ROOT / "src" / "cls" / "AIStack" / "Installer.cls"
 
 NAMESPACE = "AISTACK"
+FHIR_NAMESPACE = "FHIRSERVER"
+"""IRIS for Health's FHIR server lives in a Foundation namespace of its own."""
 LOAD_LINE = 'do $system.OBJ.LoadDir("/opt/aistack/src/cls", "ck", , 1)'
 RUN_LINE = "do ##class(AIStack.Installer).Run()"
 KNOWN_VERBS = frozenset(
@@ -134,15 +136,18 @@ def merge_problems(text: str) -> list[str]:
             if args.get("Resource") not in resources:
                 problems.append(f"database {args['Name']}: resource not created before it")
     namespaces = {a["Name"]: a for v, a in actions if v == "CreateNamespace"}
-    namespace = namespaces.get(NAMESPACE)
-    if namespace is None:
-        problems.append(f"no CreateNamespace {NAMESPACE}")
-    else:
+    for name in (NAMESPACE, FHIR_NAMESPACE):
+        namespace = namespaces.get(name)
+        if namespace is None:
+            problems.append(f"no CreateNamespace {name}")
+            continue
         if namespace.get("Interop") != "1":
-            problems.append(f"{NAMESPACE}: Interop=1 missing")
+            problems.append(f"{name}: Interop=1 missing")
         for role in ("Globals", "Routines"):
             if namespace.get(role) not in databases:
-                problems.append(f"{NAMESPACE}: {role} is not a database created here")
+                problems.append(f"{name}: {role} is not a database created here")
+    if len({namespaces.get(n, {}).get("Globals") for n in (NAMESPACE, FHIR_NAMESPACE)}) < 2:
+        problems.append(f"{FHIR_NAMESPACE} shares its database with {NAMESPACE}")
     callin = [a for v, a in actions if v == "ModifyService" and a["Name"] == "%Service_CallIn"]
     if not callin or callin[-1].get("Enabled") != "1":
         problems.append("%Service_CallIn is not enabled")
@@ -159,6 +164,9 @@ def test_merge_file_creates_the_interoperability_namespace_and_enables_callin():
     ("change", "problem"),
     [
         (("Interop=1", "Interop=0"), "AISTACK: Interop=1 missing"),
+        (("FHIRSERVER_CODE,Interop=1", "FHIRSERVER_CODE,Interop=0"), "FHIRSERVER: Interop=1"),
+        (("Globals=FHIRSERVER_DATA", "Globals=AISTACK_DATA"), "FHIRSERVER shares its database"),
+        (("Name=FHIRSERVER,", "Name=FHIR,"), "no CreateNamespace FHIRSERVER"),
         (("Globals=AISTACK_DATA", "Globals=NOWHERE"), "AISTACK: Globals is not a database"),
         (("CreateNamespace:", "CreateNamesapce:"), "unknown verb CreateNamesapce"),
         (("%Service_CallIn,Enabled=1", "%Service_CallIn,Enabled=0"), "is not enabled"),
@@ -252,11 +260,14 @@ def test_the_script_s_paths_and_installer_are_in_the_image():
 
 def public_paths() -> list[str]:
     """The path of every web application the installer creates (its dispatch classes'
-    WEBAPP parameters): what the Web Gateway must hand to IRIS."""
+    WEBAPP parameters, and the FHIR server's endpoint): what the Web Gateway must hand to
+    IRIS."""
     installer = INSTALLER.read_text()
     classes = re.search(r'^Parameter DISPATCHCLASSES = "([^"]+)";', installer, re.M)
     assert classes, "the installer names no dispatch classes"
-    paths = []
+    fhir = re.search(r'^Parameter FHIRENDPOINT = "([^"]+)";', installer, re.M)
+    assert fhir, "the installer names no FHIR endpoint"
+    paths = [fhir[1]]
     for name in classes[1].split(","):
         source = ROOT / "src" / "cls" / (name.replace(".", "/") + ".cls")
         webapp = re.search(r'^Parameter WEBAPP = "([^"]+)";', source.read_text(), re.M)
@@ -267,7 +278,7 @@ def public_paths() -> list[str]:
 
 def test_the_public_paths_are_the_standalone_ones_and_cover_the_health_checks():
     paths = public_paths()
-    assert set(paths) == {"/covid19/api/v1", "/api/v2", "/static", "/v2/health"}
+    assert set(paths) == {"/covid19/api/v1", "/api/v2", "/static", "/v2/health", "/fhir/r4"}
     assert any(COMPOSE_READY_PATH.startswith(path + "/") for path in paths)
     gateway_check = str(yaml.safe_load(COMPOSE_FILE.read_text())["services"]["webgateway"])
     checked = re.search(r"GET (\S+) HTTP", gateway_check)
@@ -320,6 +331,7 @@ def test_gateway_routes_every_public_path_to_iris():
     [
         (("Ip_Address=iris", "Ip_Address=127.0.0.1"), "is not iris:1972"),
         (("/static=Enabled", "/static=Disabled"), "/static: not enabled"),
+        (("[APP_PATH:/fhir/r4]\nDefault_Server=LOCAL", "[APP_PATH:/fhir/r4]"), "/fhir/r4: not"),
         (("[APP_PATH:/api/v2]\nDefault_Server=LOCAL", "[APP_PATH:/api/v2]"), "/api/v2: not routed"),
         (("Username=CSPSystem", "Username=CSPSystem\nPassword=SYS"), "[LOCAL] holds a password"),
         (("System_Manager=127.0.0.1", "System_Manager=*.*.*.*"), "open to every address"),
@@ -413,6 +425,7 @@ def test_apache_hands_the_public_paths_to_the_gateway_and_the_rest_to_the_admin_
     ("change", "problem"),
     [
         (('<Location "/static">', '<Location "/statics">'), "/static: not handed"),
+        (('<Location "/fhir/r4">', '<Location "/fhir">'), "/fhir/r4: not handed"),
         (('<Location "/api/v2">\n    CSP On', '<Location "/api/v2">\n    CSP Off'), "/api/v2"),
         (('<Location "/v2/health">', '<Location "/">'), "the portal included"),
         (("Listen 52773\n", ""), "no administration host"),

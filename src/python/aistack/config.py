@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -138,6 +138,30 @@ class Settings(BaseSettings):
     )
     low_confidence_margin: float = Field(
         0.2, description="a prediction is low-confidence when its top two classes are closer"
+    )
+
+    # Publishing each stored prediction to a FHIR server (docs/IRIS.md, "Publishing to a
+    # FHIR server"); credentials come from the environment, never from a file of the project
+    fhir_publish_url: str | None = Field(
+        None,
+        description="FHIR R4 base URL each stored prediction is published to as a transaction "
+        "Bundle; None: predictions are not published",
+    )
+    fhir_publish_token: SecretStr | None = Field(
+        None, description="bearer token for the FHIR server (an aistack key with the admin role)"
+    )
+    fhir_publish_user: str | None = Field(
+        None, description="HTTP Basic user for the FHIR server (an IRIS user for IRIS for Health)"
+    )
+    fhir_publish_password: SecretStr | None = Field(None, description="that user's password")
+    fhir_publish_timeout_s: float = Field(
+        30.0, gt=0, description="longest wait for the FHIR server's answer to one publish"
+    )
+    fhir_publish_retry_s: float = Field(
+        5.0, gt=0, description="a publish that failed is retried after this, then twice as long"
+    )
+    fhir_publish_max_retry_s: float = Field(
+        300.0, gt=0, description="the longest wait between two publishes of one prediction"
     )
 
     @property

@@ -20,6 +20,9 @@ from aistack.auth.ratelimit import RateLimiter
 from aistack.auth.signing import UrlSigner, load_or_create_secret
 from aistack.config import Settings
 from aistack.errors import ModelNotFound, NotReady
+from aistack.fhir.outbox import FhirPublishing
+from aistack.fhir.resource_store import FHIR_BASE_PATH, ResourceStore
+from aistack.fhir.transaction import PredictionRecorder
 from aistack.inference.backends import build_router
 from aistack.inference.engine import InferenceEngine
 from aistack.inference.versions import available_versions, choose_version, read_labels
@@ -69,6 +72,7 @@ class Runtime:
         engine_factory: Callable[[Settings, int], InferenceEngine] = build_router,
     ) -> None:
         self.settings = settings
+        self.policy = XrayPolicy.from_settings(settings)
         self.engine_factory = engine_factory
         self.started_at = time.monotonic()
         self.load_error: str | None = None
@@ -76,6 +80,10 @@ class Runtime:
         self.slots: dict[int, VersionSlot] = {}
         self.store = PredictionStore(settings.resolved_database_url)
         self.store.create_schema()
+        self.fhir_store = ResourceStore(
+            self.store.engine, f"{settings.resolved_public_base_url}{FHIR_BASE_PATH}"
+        )
+        self.fhir_store.create_schema()
         self.keys = KeyStore(self.store.engine, cache_s=settings.key_cache_s)
         self.limiter = RateLimiter(settings.rate_limit)
         self.signer = UrlSigner(
@@ -83,6 +91,7 @@ class Runtime:
             settings.file_url_ttl_s,
         )
         self.links = FileLinks(settings.resolved_public_base_url, self.signer)
+        self.fhir_recorder = PredictionRecorder(self.fhir_store, self.links, settings.model_dir)
         self.files = FileStore(
             settings.var_dir / "static", retention_seconds=settings.file_retention_hours * 3600
         )
@@ -95,11 +104,16 @@ class Runtime:
             max_queued=settings.max_queued_jobs,
             lease_s=settings.job_lease_s,
         )
+        # Set when AISTACK_FHIR_PUBLISH_URL is: from now on each stored prediction also
+        # gets an outbox row, in the same transaction; its worker starts with the loader.
+        self.fhir_publishing = FhirPublishing.from_settings(settings, self.store, self.files)
         self._loader: threading.Thread | None = None
 
     def start_loading(self) -> None:
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
         self._loader.start()
+        if self.fhir_publishing is not None:
+            self.fhir_publishing.start()  # pending publishes of earlier runs resume too
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait for the loader (every version on disk) and say whether the default is served."""
@@ -142,22 +156,14 @@ class Runtime:
         input_check = load_for_version(self.settings.model_dir / str(slot.version))
         if input_check is None:
             log.warning("no input check for version %d: any picture is classified", slot.version)
-        slot.service = XrayService(engine, self.store, self.files, self._policy(), input_check)
+        slot.service = XrayService(
+            engine, self.store, self.files, self.policy, input_check, self.fhir_recorder
+        )
+        self.fhir_recorder.warm(slot.version)
         slot.ready_after_s = round(time.monotonic() - self.started_at, 2)
         slot.state = VersionState.AVAILABLE
         info = engine.info
         log.info("model %s v%d ready after %.2f s", info.name, info.version, slot.ready_after_s)
-
-    def _policy(self) -> XrayPolicy:
-        return XrayPolicy(
-            max_bytes=self.settings.max_body_bytes,
-            max_pixels=self.settings.max_pixels,
-            covid_threshold=self.settings.covid_threshold,
-            heatmap_alpha=self.settings.heatmap_alpha,
-            max_concurrent_decodes=self.settings.max_concurrent_decodes,
-            low_confidence_margin=self.settings.low_confidence_margin,
-            max_queued_predictions=self.settings.max_queued_predictions,
-        )
 
     def _sweep(self) -> None:
         slot = self.slots.get(self.default_version or -1)
@@ -219,6 +225,8 @@ class Runtime:
 
     def close(self) -> None:
         self.job_runner.stop(self.settings.shutdown_grace_s)  # the running jobs finish first
+        if self.fhir_publishing is not None:
+            self.fhir_publishing.stop(self.settings.shutdown_grace_s)  # unpublished stay pending
         for slot in self.slots.values():
             close = getattr(slot.service.engine if slot.service else None, "close", None)
             if callable(close):

@@ -14,7 +14,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 
 from aistack import __version__
-from aistack.api import files, jobs, metrics, models, oip, v1, v2
+from aistack.api import fhir, files, jobs, metrics, models, oip, v1, v2
 from aistack.api.context import RequestContext
 from aistack.api.deps import get_runtime
 from aistack.api.errors import install_error_handlers
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, settings=settings)
+    fhir.mount(app)  # wraps the body limits and the error handlers above
     app.add_middleware(ShedWhenFull, runtime=runtime)
     app.add_middleware(RequestContext)
     app.add_middleware(metrics.HttpMetrics)

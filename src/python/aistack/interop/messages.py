@@ -75,6 +75,13 @@ class StoredPrediction(BaseModel):
     overlay_file: str | None = None
     client: str | None = None
     backend: str | None = None
+    patient_id: str | None = None
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    sop_instance_uid: str | None = None
+    accession_number: str | None = None
+    fhir_observation_id: str | None = None
+    fhir_report_id: str | None = None
 
     @classmethod
     def from_record(cls, record: PredictionRecord) -> StoredPrediction:
@@ -197,3 +204,28 @@ class JobStatusReply(PydanticMessage):
     job_id: str = ""
     status: str = ""
     error: ErrorReply | None = None
+
+
+# -- FHIR publishing: business process -> FHIR business operation, through IRIS's queue ------
+
+
+class FhirPublishRequest(PydanticMessage):
+    """Publish a stored prediction's FHIR resources (built by the operation from the record).
+
+    Only the id travels: the queue entry stays small (the Bundle, heatmap embedded, is
+    hundreds of kB) and the Bundle is built from the record as stored when it is sent, the
+    same Bundle at every retry.
+    """
+
+    prediction_id: str
+    request_id: str | None = None
+    """The request that made the prediction, so the operation's log lines carry it."""
+
+
+class FhirPublishReply(PydanticMessage):
+    """What the FHIR server did: entries created, and entries it already had."""
+
+    prediction_id: str
+    created: int = 0
+    existing: int = 0
+    locations: list[str] = Field(default_factory=list)

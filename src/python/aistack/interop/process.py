@@ -6,6 +6,10 @@ circuit breakers, deadline, failover). Only the engines differ: each is an
 :class:`OperationEngine` whose ``infer`` sends the model input to a TF Serving business
 operation with ``send_request_sync``. So routing behaves exactly as in the standalone
 runtime with ``AISTACK_BACKENDS=gpu=...,cpu=...``.
+
+When ``AISTACK_FHIR_PUBLISH_URL`` is set, each stored prediction is then queued for the
+``FhirPublisher`` operation (``send_request_async``): the answer never waits for the FHIR
+server, and IRIS's queue keeps the request until it is published.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from aistack.interop import wiring
 from aistack.interop.messages import (
     INTERNAL,
     ErrorReply,
+    FhirPublishRequest,
     InferenceRequest,
     InferenceResponse,
     JobRequest,
@@ -126,6 +131,7 @@ class XRayRouter(BusinessProcess):
 
     TfServingGpu = target("TfServingGpu")
     TfServingCpu = target("TfServingCpu")
+    FhirPublisher = target("FhirPublisher")
     routing = setting(
         "gpu-first",
         description="gpu-first (CPU as fallback), round-robin or least-outstanding",
@@ -156,6 +162,7 @@ class XRayRouter(BusinessProcess):
             return XrayPredictionResponse(error=error_reply(error))
         finally:
             request_id.reset(token)
+        self._queue_fhir_publish(record.id, request.request_id)
         return XrayPredictionResponse(prediction=StoredPrediction.from_record(record))
 
     def run_job(self, request: JobRequest) -> JobStatusReply:
@@ -207,6 +214,17 @@ class XRayRouter(BusinessProcess):
         )
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _queue_fhir_publish(self, prediction_id: str, from_request: str | None) -> None:
+        """Hand the stored prediction to ``FhirPublisher`` through IRIS's queue, expecting
+        no reply; a failure to queue is logged, never the request's failure."""
+        if not self.runtime.settings.fhir_publish_url:
+            return
+        message = FhirPublishRequest(prediction_id=prediction_id, request_id=from_request)
+        try:
+            self.send_request_async(self.FhirPublisher, message, response_required=False)
+        except Exception as error:  # noqa: BLE001 - the prediction is stored and answered
+            self.log_error(f"prediction {prediction_id} not queued for FHIR publishing: {error}")
 
     def _service(self, version: int | None) -> XrayService:
         self.runtime.check_version(version)

@@ -20,18 +20,21 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 from iop.runtime.director import create_python_business_service
 from pydantic import Field, TypeAdapter, ValidationError
 
-from aistack.api.context import COMMON_HEADERS, SANE_REQUEST_ID
-from aistack.api.files import FILE_HEADERS, FILE_NAME, MEDIA_TYPES, FileKind
-from aistack.api.models import BACKEND_HEADER, UNAVAILABLE_TEXT
-from aistack.api.security import WHAT
-from aistack.api.v2 import PREDICTION_ID, QUERY_PARAMETERS, readable
-from aistack.auth.keys import AUTH_OFF, OPEN_V1, ROLE_PERMISSIONS, Permission, Principal, Role
+from aistack.auth.keys import (
+    AUTH_OFF,
+    OPEN_V1,
+    PERMISSION_ACTIONS,
+    ROLE_PERMISSIONS,
+    Permission,
+    Principal,
+    Role,
+)
 from aistack.errors import (
     AistackError,
     BadRequest,
@@ -41,6 +44,15 @@ from aistack.errors import (
     NotFound,
     NotReady,
     Unauthorized,
+)
+from aistack.http_contract import (
+    BACKEND_HEADER,
+    COMMON_HEADERS,
+    RECORD_ID,
+    REQUEST_ID_HEADER,
+    SANE_REQUEST_ID,
+    UNAVAILABLE_TEXT,
+    VERSION_QUERY_PARAMETERS,
 )
 from aistack.interop import wiring
 from aistack.interop.messages import (
@@ -56,6 +68,7 @@ from aistack.logs import log_event, request_id
 from aistack.store import PredictionRecord
 from aistack.store.jobs import JobRecord, JobStatus
 from aistack.xray import request_body, schemas
+from aistack.xray.files import FILE_HEADERS, FILE_NAME, MEDIA_TYPES, FileKind
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +171,10 @@ class CspRequest:
     def cgi(self, name: str) -> str:
         return str(self.raw.GetCgiEnv(name, "") or "")
 
+    def header(self, name: str) -> str:
+        """A request header, from the CGI variable it arrives in (``HTTP_X_REQUEST_ID``)."""
+        return self.cgi("HTTP_" + name.upper().replace("-", "_"))
+
     def query(self) -> list[tuple[str, str]]:
         return parse_qsl(self.cgi("QUERY_STRING"), keep_blank_values=True)
 
@@ -234,11 +251,15 @@ def v1_image(request: CspRequest) -> bytes:
 
 
 def v2_image(request: CspRequest) -> tuple[bytes, bool]:
+    """(image, heatmap): JSON, a form, or a raw DICOM body with ``?heatmap=``."""
+    heatmap_query = validated(HeatmapQuery, request.query_value(HEATMAP), f"query.{HEATMAP}")
     if request.media_type in request_body.FORM_TYPES:
+        if heatmap_query is not None:  # the body says it: the same 422 as the standalone
+            return request_body.v2_body(request.content_type, b"", heatmap_query)
         fields, files = request.form()
-        data, others = request_body.image_from_form(fields, files, frozenset({"heatmap"}))
-        return data, request_body.parse_form_bool(others.get("heatmap", "true"))
-    return request_body.v2_body(request.content_type, request.body())
+        data, others = request_body.image_from_form(fields, files, frozenset({HEATMAP}))
+        return data, request_body.parse_form_bool(others.get(HEATMAP, "true"))
+    return request_body.v2_body(request.content_type, request.body(), heatmap_query)
 
 
 def validated(kind: Any, value: Any, where: str) -> Any:
@@ -250,11 +271,13 @@ def validated(kind: Any, value: Any, where: str) -> Any:
         raise InvalidRequest(described) from error
 
 
-HexId = Annotated[str, Field(pattern=PREDICTION_ID)]
+RecordId = Annotated[str, Field(pattern=RECORD_ID)]
 FileName = Annotated[str, Field(pattern=FILE_NAME)]
 Limit = Annotated[int, Field(ge=1, le=500)]
 Version = Annotated[int | None, Field(ge=0)]
 Label = Annotated[str | None, Field(min_length=1)]
+HeatmapQuery = Literal["true", "false"] | None
+HEATMAP = request_body.HEATMAP_QUERY
 
 
 # -- who is calling ---------------------------------------------------------------------------
@@ -292,9 +315,8 @@ class Call:
                 )
             caller = OPEN_V1
         if not caller.can(permission):
-            raise Forbidden(
-                f"the user {caller.name!r} (role {caller.role}) may not {WHAT[permission]}"
-            )
+            action = PERMISSION_ACTIONS[permission]
+            raise Forbidden(f"the user {caller.name!r} (role {caller.role}) may not {action}")
         return caller
 
     def json(self, status: int, value: Any, headers: dict[str, str] | None = None) -> Reply:
@@ -305,7 +327,7 @@ class Call:
         version = validated(Version, self.request.query_value("version"), "query.version")
         label = validated(Label, self.request.query_value("label"), "query.label")
         names = {name for name, _ in self.request.query()}
-        unknown = sorted(names - QUERY_PARAMETERS)
+        unknown = sorted(names - VERSION_QUERY_PARAMETERS - {HEATMAP})
         if unknown:
             raise BadRequest(
                 f"unexpected query parameter {unknown[0][:40]!r}; expected version or label"
@@ -383,9 +405,9 @@ def create_prediction(call: Call) -> Reply:
 
 def get_prediction(call: Call) -> Reply:
     caller = call.authorize(Permission.READ_OWN)
-    prediction_id = validated(HexId, _arg(call, 0), "path.prediction_id")
+    prediction_id = validated(RecordId, _arg(call, 0), "path.prediction_id")
     record = call.runtime.store.get(prediction_id)
-    if not readable(caller, record):
+    if not caller.can_read(record):
         raise NotFound(f"no prediction with id {prediction_id!r}")
     return call.json(200, schemas.to_json(call.prediction(record)))
 
@@ -421,9 +443,9 @@ def create_job(call: Call) -> Reply:
 
 def get_job(call: Call) -> Reply:
     caller = call.authorize(Permission.READ_OWN)
-    job_id = validated(HexId, _arg(call, 0), "path.job_id")
+    job_id = validated(RecordId, _arg(call, 0), "path.job_id")
     job = call.runtime.jobs.get(job_id)
-    if not readable(caller, job):
+    if not caller.can_read(job):
         raise NotFound(f"no job with id {job_id!r}")
     return call.json(200, schemas.to_json(schemas.job_view(job, _job_prediction(call, job))))
 
@@ -443,7 +465,7 @@ def static_file(call: Call) -> Reply:
     if not runtime.signer.valid(f"{kind}/{name}", call.request.query_value("token")):
         caller = call.authorize(Permission.READ_OWN)
         record = runtime.store.get(name.split(".")[0])
-        if not readable(caller, record):
+        if not caller.can_read(record):
             raise NotFound(f"no stored file {kind}/{name}")
     path = runtime.files.path(kind, name)
     if not path.is_file():
@@ -487,14 +509,14 @@ ROUTES: dict[str, Callable[[Call], Reply]] = {
 def handle(operation: str, request: Any, username: str, roles: str, *path_args: str) -> Reply:
     """Answer one REST call; every failure is a JSON error reply, never an exception."""
     csp = CspRequest(request)
-    incoming = csp.cgi("HTTP_X_REQUEST_ID")
+    incoming = csp.header(REQUEST_ID_HEADER)
     current = incoming if SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
     token = request_id.set(current)
     try:
         reply = _answer(operation, csp, username, roles, path_args)
     finally:
         request_id.reset(token)
-    reply.headers.setdefault("X-Request-ID", current)
+    reply.headers.setdefault(REQUEST_ID_HEADER, current)
     for name, value in COMMON_HEADERS.items():
         reply.headers.setdefault(name, value)
     return reply

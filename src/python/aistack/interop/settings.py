@@ -1,12 +1,12 @@
 """The IRIS production, as IoP's typed graph: ``iop --migrate .../settings.py``.
 
     XRayPredictService ─┐                      ┌─ TfServingGpu  (tfserving-gpu:8501)
-                        ├─► XRayRouter ────────┤
-    XRayJobService ─────┘   (core service      └─ TfServingCpu  (tfserving-cpu:8501)
+                        ├─► XRayRouter ────────┼─ TfServingCpu  (tfserving-cpu:8501)
+    XRayJobService ─────┘   (core service      └─ FhirPublisher (FHIR server, queued)
                              and router)
 
-More operations (FHIR publishing, IntegratedML) join the same way: ``prod.operation(...)``
-with a ``target()`` on the component that sends to it and ``item.connect(...)`` here.
+More operations (IntegratedML) join the same way: ``prod.operation(...)`` with a
+``target()`` on the component that sends to it and ``item.connect(...)`` here.
 
 Offline, ``--strict-production-validation`` checks each item's settings against the
 settings its Python class declares. The business-host settings IRIS itself defines (retry,
@@ -21,6 +21,7 @@ from typing import Any
 
 from iop import Production
 
+from aistack.interop.fhir_operation import FhirOperation
 from aistack.interop.operations import TfServingOperation
 from aistack.interop.process import XRayRouter
 from aistack.interop.services import (
@@ -112,10 +113,15 @@ cpu = prod.operation(
     settings={"backend": "cpu", "url": tf_serving_url("cpu"), "model": "covid19"},
 )
 
+# One job: publishes go out in order, and while the server is away the first message waits
+# for it (IRIS's retry, below) and the others queue behind it, in IRIS's database.
+fhir = prod.operation("FhirPublisher", FhirOperation, pool_size=1, settings={"timeout_s": 30.0})
+
 predict_service.connect(XRayPredictService.Router, router)
 job_service.connect(XRayJobService.Router, router)
 router.connect(XRayRouter.TfServingGpu, gpu)
 router.connect(XRayRouter.TfServingCpu, cpu)
+router.connect(XRayRouter.FhirPublisher, fhir)
 
 for service in (predict_service, job_service):
     # An exception escaping a service is a defect (errors travel as messages): alert at once.
@@ -137,5 +143,21 @@ for operation in (gpu, cpu):
         # Half the inference deadline spent queued for an operation job: alert.
         QueueWaitAlert=5,
     )
+
+host_settings(
+    fhir,
+    # A publish that raised is retried every 10 s and never given up (-1): the result must
+    # reach the record, and every retry is idempotent (conditional creates). Except a Bundle
+    # the server refused, or a prediction that cannot become one: retrying cannot help, so
+    # the message fails at once (PublishRejected; fhir_operation.py explains the match).
+    ReplyCodeActions="E*PublishRejected=F,E=R",
+    RetryInterval=10,
+    FailureTimeout=-1,
+    # Alert on errors, but not for an outage shorter than a minute (a restart of the server);
+    # and when 100 predictions wait: the server has been away for a while.
+    AlertOnError=True,
+    AlertRetryGracePeriod=60,
+    QueueCountAlert=100,
+)
 
 PRODUCTIONS = [prod]

@@ -38,6 +38,16 @@ class PredictionRecord:
     client: str | None = None
     backend: str | None = None
     """Which inference backend served it (``inprocess``, or a configured TF Serving one)."""
+    patient_id: str | None = None
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    sop_instance_uid: str | None = None
+    accession_number: str | None = None
+    """The DICOM input's identifiers (``imaging.dicom.DicomIdentifiers``); None otherwise."""
+    fhir_observation_id: str | None = None
+    fhir_report_id: str | None = None
+    """Its Observation and DiagnosticReport in the FHIR resource store; None when not stored
+    there (the IRIS runtime, or predictions stored before the store existed)."""
 
     @classmethod
     def create(cls, **values: Any) -> PredictionRecord:

@@ -76,8 +76,17 @@ class PredictionRow(Base):
     heatmap_file: Mapped[str | None] = mapped_column(String(255), nullable=True)
     overlay_file: Mapped[str | None] = mapped_column(String(255), nullable=True)
     client: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
     """Name of the API key that asked for it (None when auth is off or v1 is open)."""
+    backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # A DICOM input's identifiers, at most 64 characters as DICOM allows; NULL otherwise.
+    patient_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    series_instance_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    accession_number: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Its resources in the FHIR store (aistack.fhir.resource_store); NULL when not stored there.
+    fhir_observation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fhir_report_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ApiKeyRow(Base):

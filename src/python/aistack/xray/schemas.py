@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
+from aistack.fhir.resource_store import FHIR_BASE_PATH
 from aistack.store import PredictionRecord
 from aistack.store.jobs import JobRecord, JobStatus
 from aistack.xray.files import HEATMAP, RESULT, SOURCE
@@ -66,7 +67,7 @@ class V1HeatmapPrediction(BaseModel):
 class PredictionRequest(BaseModel):
     image_b64: StrictStr = Field(
         min_length=4,
-        description="base64 of a JPEG or PNG file (a data: URL is accepted)",
+        description="base64 of a JPEG, PNG or DICOM file (a data: URL is accepted)",
         json_schema_extra={"format": "byte"},
     )
     heatmap: StrictBool = Field(True, description="also compute and render the Grad-CAM heatmap")
@@ -81,6 +82,29 @@ class Probabilities(BaseModel):
 class ModelRef(BaseModel):
     name: str
     version: int
+
+
+class DicomReference(BaseModel):
+    """Where a DICOM input came from, as its tags say (each null when the file lacks it)."""
+
+    patient_id: str | None = Field(description="Patient ID (0010,0020)")
+    study_instance_uid: str | None = Field(description="Study Instance UID (0020,000D)")
+    series_instance_uid: str | None = Field(description="Series Instance UID (0020,000E)")
+    sop_instance_uid: str | None = Field(description="SOP Instance UID (0008,0018)")
+    accession_number: str | None = Field(description="Accession Number (0008,0050)")
+
+
+class FhirLink(BaseModel):
+    id: str
+    url: str = Field(description="absolute URL of the resource on this service's /fhir/r4")
+
+
+class FhirResources(BaseModel):
+    """The prediction's FHIR R4 resources in this service's store (read them with a key that
+    may read every prediction)."""
+
+    observation: FhirLink
+    diagnostic_report: FhirLink
 
 
 class Prediction(BaseModel):
@@ -104,6 +128,13 @@ class Prediction(BaseModel):
     )
     latency_ms: float
     input_sha256: str
+    dicom: DicomReference | None = Field(
+        description="the DICOM input's identifiers; null when the image was JPEG or PNG"
+    )
+    fhir: FhirResources | None = Field(
+        description="its Observation and DiagnosticReport at /fhir/r4; null for predictions "
+        "stored before the service kept FHIR resources (or by the IRIS runtime)"
+    )
 
 
 class JobError(BaseModel):
@@ -181,7 +212,34 @@ def v2_prediction(
         backend=record.backend,
         latency_ms=record.latency_ms,
         input_sha256=record.input_sha256,
+        dicom=dicom_reference(record),
+        fhir=fhir_resources(record, links),
     )
+
+
+def fhir_resources(record: PredictionRecord, links: FileLinks) -> FhirResources | None:
+    observation, report = record.fhir_observation_id, record.fhir_report_id
+    if observation is None or report is None:
+        return None
+
+    def link(resource_type: str, resource_id: str) -> FhirLink:
+        return FhirLink(
+            id=resource_id, url=links.url(f"{FHIR_BASE_PATH}/{resource_type}/{resource_id}")
+        )
+
+    return FhirResources(
+        observation=link("Observation", observation),
+        diagnostic_report=link("DiagnosticReport", report),
+    )
+
+
+def dicom_reference(record: PredictionRecord) -> DicomReference | None:
+    """The identifiers of a prediction made from a DICOM file (stored as ``.dcm``)."""
+    identifiers = {name: getattr(record, name) for name in DicomReference.model_fields}
+    from_dicom = (record.image_file or "").endswith(".dcm")
+    if not from_dicom and not any(identifiers.values()):
+        return None
+    return DicomReference(**identifiers)
 
 
 def job_view(job: JobRecord, prediction: Prediction | None) -> Job:

@@ -10,11 +10,13 @@ import hashlib
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
+from aistack.config import Settings
 from aistack.errors import BUSY_MESSAGE, ServiceBusy
 from aistack.imaging.decode import DecodedImage, decode_image
 from aistack.imaging.overlay import blend, colorize_heatmap, encode_jpeg, fit_within
@@ -44,6 +46,19 @@ class XrayPolicy:
     max_concurrent_decodes: int = 2
     low_confidence_margin: float = 0.2
     max_queued_predictions: int = 8
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> XrayPolicy:
+        """The limits and thresholds ``AISTACK_*`` sets, alike in both runtimes."""
+        return cls(
+            max_bytes=settings.max_body_bytes,
+            max_pixels=settings.max_pixels,
+            covid_threshold=settings.covid_threshold,
+            heatmap_alpha=settings.heatmap_alpha,
+            max_concurrent_decodes=settings.max_concurrent_decodes,
+            low_confidence_margin=settings.low_confidence_margin,
+            max_queued_predictions=settings.max_queued_predictions,
+        )
 
 
 def is_covid_positive(probabilities: np.ndarray, threshold: float) -> bool:
@@ -105,6 +120,11 @@ def render_heatmaps(
     return colorized, blend(shown, colorized, alpha)
 
 
+ResourceRecorder = Callable[[PredictionRecord], PredictionRecord]
+"""Stores a new prediction's FHIR resources and returns its record naming them; never raises.
+The standalone runtime's is :class:`aistack.fhir.transaction.PredictionRecorder`."""
+
+
 class XrayService:
     def __init__(
         self,
@@ -113,9 +133,11 @@ class XrayService:
         files: FileStore,
         policy: XrayPolicy,
         input_check: InputCheck | None = None,
+        record_resources: ResourceRecorder | None = None,
     ) -> None:
         self.engine = engine
         self.input_check = input_check
+        self.record_resources = record_resources
         self.store = store
         self.files = files
         self.policy = policy
@@ -197,7 +219,10 @@ class XrayService:
             overlay_file=overlay_file,
             client=client,
             backend=run.backend,
+            **_dicom_identifiers(run.image),
         )
+        if self.record_resources is not None:  # after the model, outside the admission gate
+            record = self.record_resources(record)
         self.store.add(record)
         PREDICTIONS.labels(record.label, endpoint).inc()
         log_event(
@@ -231,4 +256,11 @@ class XrayService:
 
 
 def _extension(image: DecodedImage) -> str:
-    return "png" if image.format == "PNG" else "jpg"
+    """The stored upload keeps its format: a DICOM file stays one, tags and all."""
+    return {"PNG": "png", "DICOM": "dcm"}.get(image.format, "jpg")
+
+
+def _dicom_identifiers(image: DecodedImage) -> dict[str, str | None]:
+    """The record's DICOM fields (patient, study, series, instance, accession); none for
+    JPEG and PNG. They are stored and returned, never logged."""
+    return asdict(image.dicom) if image.dicom is not None else {}
