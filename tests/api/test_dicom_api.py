@@ -75,6 +75,28 @@ def test_v2_json_classifies_the_radiograph_and_returns_its_identifiers(reference
     assert shown.shape[:2] == (768, round(768 * 1841 / 1955))  # the radiograph, fitted
 
 
+def test_the_radiograph_yields_a_diagnostic_report_in_the_fhir_facade(api, reference):
+    """End to end: the DICOM's patient and study reach the FHIR resources the service serves."""
+    report = api.get(reference["fhir"]["diagnostic_report"]["url"])
+    assert report.status_code == 200, report.text
+    assert report.headers["content-type"].startswith("application/fhir+json")
+    report = report.json()
+    assert report["resourceType"] == "DiagnosticReport"
+    assert report["status"] == "preliminary"
+    assert report["subject"]["identifier"]["value"] == RG1["patient_id"]
+    observation_ref = report["result"][0]["reference"]
+    assert observation_ref == f"Observation/{reference['fhir']['observation']['id']}"
+    observation = api.get(reference["fhir"]["observation"]["url"]).json()
+    assert observation["subject"] == report["subject"]
+    assert any(  # derived from the imaging study the DICOM names
+        RG1["study_instance_uid"] in str(source) for source in observation["derivedFrom"]
+    )
+    found = api.get(
+        "/fhir/r4/DiagnosticReport", params={"subject:identifier": RG1["patient_id"]}
+    ).json()
+    assert report["id"] in {entry["resource"]["id"] for entry in found.get("entry", [])}
+
+
 def test_the_identifiers_are_stored_with_the_prediction(api, live_server, reference):
     read_back = api.get(f"{PREDICTIONS}/{reference['id']}")
     assert read_back.status_code == 200
