@@ -55,7 +55,7 @@ class Witness:
         if top in watched and top not in first_asked_by:
             stack = traceback.extract_stack()[:-1]
             first_asked_by[top] = [
-                f"{frame.filename.split('/aistack/', 1)[1]}:{frame.lineno}"
+                f"{frame.filename.rsplit('/aistack/', 1)[1]}:{frame.lineno}"
                 for frame in stack
                 if "/aistack/" in frame.filename
             ]
