@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.observation import Observation
@@ -455,6 +456,36 @@ def test_a_prediction_stores_its_resources_and_names_them(api, live_server, samp
         "X-Ray_Classification_Result",
         "X-Ray_Classfication_Raw_Result",
     }
+
+
+def test_what_the_hook_stores_is_valid_r4_and_shares_the_device_and_a_repeated_image(
+    api, live_server, sample_images
+):
+    """The hook skips fhir.resources for speed; what it stored must pass it all the same."""
+    data = sample_images["pneumonia_bac"].read_bytes()
+    first, again = (
+        api.post("/api/v2/xray/predictions", json={"image_b64": b64(data)}).json() for _ in range(2)
+    )
+    stored = {}
+    for prediction in (first, again):
+        found = search(api, "Provenance", _tag=f"{PREDICTION_SYSTEM}|{prediction['id']}")
+        (provenance,) = [entry["resource"] for entry in found["entry"]]
+        references = [t["reference"] for t in provenance["target"]]
+        references += [provenance["agent"][0]["who"]["reference"]]
+        observation = api.get(prediction["fhir"]["observation"]["url"]).json()
+        references += [observation["device"]["reference"], *observation_sources(observation)]
+        resources = {ref: api.get(f"{FHIR}/{ref}").json() for ref in references}
+        for resource in [provenance, *resources.values()]:
+            model = get_fhir_model_class(resource["resourceType"])
+            model.model_validate(resource)  # raises when not valid R4
+        stored[prediction["id"]] = set(resources)
+    shared = stored[first["id"]] & stored[again["id"]]
+    assert {ref.split("/")[0] for ref in shared} == {"Device", "Media"}  # model and the image
+    assert len(shared) == 2
+
+
+def observation_sources(observation: dict) -> list[str]:
+    return [d["reference"] for d in observation.get("derivedFrom", []) if "reference" in d]
 
 
 def test_a_prediction_stored_before_names_no_resources(api, live_server):

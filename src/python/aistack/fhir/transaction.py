@@ -237,7 +237,9 @@ class PredictionRecorder:
     Runs where the service stores a prediction, after the model has run: it never fails a
     prediction (a failure is logged, and the record names no resources). Resources keep the
     builders' ids (``obs-<prediction id>``...); the shared Device, and a source image seen
-    before, resolve to the stored ones by their identifiers, as a publish would.
+    before, resolve to the stored ones by their identifiers, as a publish would. Resources
+    named after the prediction are created without that search: the prediction is new, and
+    a second attempt would fail on the taken id, not duplicate it.
     """
 
     def __init__(self, store: ResourceStore, links: FileLinks, model_dir: Path) -> None:
@@ -269,12 +271,19 @@ class PredictionRecorder:
         model = ModelDescription.from_model_dir(
             self.model_dir, record.model_version, record.model_name
         )
-        resources = build_prediction_resources(record, model, self.media_links(record))
+        resources = build_prediction_resources(
+            record, model, self.media_links(record), validate_transaction=False
+        )
+        shared = (resources.device_json, resources.source_media_json)
         return [
             Entry(
                 resource,
                 f"{resource['resourceType']}/{resource['id']}",
-                conditional(resource["resourceType"], conditional_query(resource)),
+                (
+                    conditional(resource["resourceType"], conditional_query(resource))
+                    if any(resource is s for s in shared)
+                    else None
+                ),
                 keep_id=True,
             )
             for resource in resources.all_json()
