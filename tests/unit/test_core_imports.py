@@ -23,6 +23,8 @@ IRIS_RUNTIME = (
     "aistack.interop.operations",
     "aistack.interop.wiring",
     "aistack.interop.fhir_operation",
+    "aistack.interop.icu",
+    "aistack.interop.icu_setup",
 )
 CORE = (
     "aistack.xray.service",
@@ -39,6 +41,8 @@ CORE = (
     "aistack.fhir.transaction",
     "aistack.fhir.search",
     "aistack.icu.predictor",
+    "aistack.icu.service",
+    "aistack.fhir.risk",
 )
 
 WITNESS = """

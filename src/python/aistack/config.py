@@ -164,6 +164,29 @@ class Settings(BaseSettings):
         300.0, gt=0, description="the longest wait between two publishes of one prediction"
     )
 
+    # ICU-admission predictor (docs/ICU.md, routes under /icu/api/v1)
+    icu_backend: Literal["local", "integratedml"] = Field(
+        "local",
+        description="who answers ICU predictions: the local tree model in this process, or "
+        "IRIS IntegratedML over AISTACK_IRIS_DSN",
+    )
+    icu_model_dir: Path = Field(
+        PROJECT_ROOT / "models" / "icu",
+        description="version folders of the local ICU model (aistack.icu.defaults."
+        "DEFAULT_MODEL_DIR)",
+    )
+    icu_model_version: int | None = Field(
+        None, description="local ICU model version; None: the 'stable' label, else the highest"
+    )
+    iris_dsn: str | None = Field(
+        None,
+        description="IRIS for IntegratedML, iris://user:password@host:1972/NAMESPACE (also the "
+        "CLI's --dsn default); from the environment only, never from a file of the project",
+    )
+    icu_max_batch_rows: int = Field(
+        10_000, ge=1, description="rows one ICU batch request may hold; beyond, 413"
+    )
+
     @property
     def resolved_public_base_url(self) -> str:
         """Where clients reach this service; a wildcard bind address is no such place."""

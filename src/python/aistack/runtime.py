@@ -1,4 +1,5 @@
-"""Wires the core together for the standalone runtime: engine, store, files, service, jobs.
+"""Wires the core together for the standalone runtime: engine, store, files, service, jobs,
+and the ICU service (loaded on its first request, never holding up readiness).
 
 Models load in a background thread so the process answers ``/healthz`` at once and
 ``/readyz`` turns ready when the default version is warm. Every version on disk is served
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from aistack.auth.keys import KeyStore
 from aistack.auth.ratelimit import RateLimiter
@@ -35,7 +37,12 @@ from aistack.xray.links import FileLinks
 from aistack.xray.plausibility import load_for_version
 from aistack.xray.service import XrayPolicy, XrayService
 
+if TYPE_CHECKING:
+    from aistack.icu.service import IcuService
+
 log = logging.getLogger(__name__)
+ICU_RETRY_S = 30.0
+"""After a failed ICU load, requests are refused (503) this long before it is tried again."""
 
 
 class VersionState(StrEnum):
@@ -108,6 +115,9 @@ class Runtime:
         # gets an outbox row, in the same transaction; its worker starts with the loader.
         self.fhir_publishing = FhirPublishing.from_settings(settings, self.store, self.files)
         self._loader: threading.Thread | None = None
+        self._icu: IcuService | None = None
+        self._icu_failure: tuple[str, float] | None = None
+        self._icu_lock = threading.Lock()
 
     def start_loading(self) -> None:
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
@@ -223,6 +233,32 @@ class Runtime:
             raise NotReady("the model is still loading; retry shortly")
         return slot.service
 
+    def icu_service(self) -> IcuService:
+        """The ICU service, loaded on first use (the X-ray readiness never waits for it).
+
+        A load that fails is a 503 on the ICU routes only, with the reason; it is tried
+        again on a request after ``ICU_RETRY_S`` (IRIS may have come up since).
+        """
+        if self._icu is not None:
+            return self._icu
+        with self._icu_lock:
+            if self._icu is not None:
+                return self._icu
+            if self._icu_failure and time.monotonic() - self._icu_failure[1] < ICU_RETRY_S:
+                raise NotReady(f"the ICU model failed to load: {self._icu_failure[0]}")
+            from aistack.icu.service import IcuService  # noqa: PLC0415 - numpy, LightGBM
+
+            try:
+                self._icu = IcuService.from_settings(self.settings)
+            except Exception as error:  # reported on the ICU routes, not a crash
+                log.exception("the ICU model failed to load")
+                self._icu_failure = (f"{type(error).__name__}: {error}", time.monotonic())
+                raise NotReady(f"the ICU model failed to load: {self._icu_failure[0]}") from error
+            self._icu_failure = None
+            meta = self._icu.predictor.metadata
+            log.info("ICU model %s v%s loaded", meta.backend, meta.version)
+            return self._icu
+
     def close(self) -> None:
         self.job_runner.stop(self.settings.shutdown_grace_s)  # the running jobs finish first
         if self.fhir_publishing is not None:
@@ -231,4 +267,7 @@ class Runtime:
             close = getattr(slot.service.engine if slot.service else None, "close", None)
             if callable(close):
                 close()
+        connection = getattr(self._icu.predictor if self._icu else None, "connection", None)
+        if connection is not None:
+            connection.close()  # IntegratedML's DB-API connection
         self.store.close()

@@ -14,7 +14,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 
 from aistack import __version__
-from aistack.api import fhir, files, jobs, metrics, models, oip, v1, v2
+from aistack.api import fhir, files, icu, jobs, metrics, models, oip, v1, v2
 from aistack.api.context import RequestContext
 from aistack.api.deps import get_runtime
 from aistack.api.errors import install_error_handlers
@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(models.tf_serving)
     app.include_router(oip.router)
     app.include_router(files.router)
+    app.include_router(icu.router)
     app.include_router(metrics.router)
     app.mount("/ui", StaticFiles(directory=str(UI_ASSETS)), name="ui")
     app.openapi = lambda: truthful_openapi(app, settings)

@@ -117,6 +117,9 @@ MEDICAL_RECORD_NUMBER = Code(V2_IDENTIFIER_TYPE, "MR", "Medical record number")
 STUDY_INSTANCE_UID = Code(DICOM_DCM, "110180", "Study Instance UID")
 SOP_INSTANCE_UID = Code(DICOM_SR_IDENTIFIER_TYPE, "sop-instance-uid", "SOP Instance UID")
 
+ICU_ADMISSION = Code(SNOMED, "305351004", "Admission to intensive care unit")
+"""The ICU predictor's RiskAssessment.prediction.outcome (a SNOMED CT procedure concept)."""
+
 REGISTERED: dict[tuple[str, str], Code] = {
     (c.system, c.code): c
     for c in (
@@ -145,6 +148,7 @@ REGISTERED: dict[tuple[str, str], Code] = {
         MEDICAL_RECORD_NUMBER,
         STUDY_INSTANCE_UID,
         SOP_INSTANCE_UID,
+        ICU_ADMISSION,
     )
 }
 """The closed list of codes the builders may emit, by (system, code)."""

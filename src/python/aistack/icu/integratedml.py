@@ -513,7 +513,7 @@ def train_integratedml(
     records = record_table(names)
     if not run(connection, table_exists_sql(names, names.record_table))[0][0]:
         run(connection, create_table_sql(records))
-    created = datetime.now(UTC).replace(microsecond=0).isoformat()
+    created = datetime.now(UTC).isoformat(timespec="microseconds")  # sorts as it happened
     row = [names.model, trained, run_name, table.data_hash, IRIS_THRESHOLD, created]
     insert_rows(connection, records, [row])
     connection.commit()
