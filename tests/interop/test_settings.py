@@ -46,6 +46,7 @@ def test_a_misspelt_setting_fails_the_migration(tmp_path: Path, right: str, wron
 
 
 def test_the_graph_routes_services_to_the_router_and_the_router_to_both_backends():
+    """And ICU requests from their service to the IntegratedML operation."""
     graph = settings.prod
     edges = {(edge.source_item, edge.target) for edge in graph.graph().edges}
     assert edges == {
@@ -54,6 +55,7 @@ def test_the_graph_routes_services_to_the_router_and_the_router_to_both_backends
         ("XRayRouter", "TfServingGpu"),
         ("XRayRouter", "TfServingCpu"),
         ("XRayRouter", "FhirPublisher"),
+        ("IcuPredictService", "IntegratedML"),
     }
     items = {item.name: item for item in graph.items}
     assert items["TfServingGpu"].host_settings["url"] == "http://tfserving-gpu:8501"

@@ -32,6 +32,8 @@ import pytest
 import yaml
 
 from aistack.config import Settings
+from aistack.icu.defaults import WORKBOOK_NAME
+from aistack.interop.icu_setup import WORKBOOK_ENV
 from aistack.topology.haproxy import (
     COMPOSE_HEALTH_URI,
     COMPOSE_READY_PATH,
@@ -62,6 +64,8 @@ CONTRACT_ENV = {
 }
 PRODUCTION_ONLY_ENV = {"AISTACK_TFSERVING_CPU_URL", "AISTACK_TFSERVING_GPU_URL"}
 """Read by the production's settings.py (aistack.interop.settings), not by Settings."""
+INSTALLER_ONLY_ENV = {WORKBOOK_ENV}
+"""Read by the installer's ICU step (aistack.interop.icu_setup), not by Settings."""
 
 Compose = dict[str, Any]
 
@@ -387,7 +391,46 @@ def test_iris_gets_the_settings_the_production_reads(compose: Compose):
     fields = {f"AISTACK_{name.upper()}" for name in Settings.model_fields}
     for name in ("iris", "api"):
         names = {k for k in environment(compose["services"][name]) if k.startswith("AISTACK_")}
-        assert names - fields - PRODUCTION_ONLY_ENV == set(), name
+        assert names - fields - PRODUCTION_ONLY_ENV - INSTALLER_ONLY_ENV == set(), name
+
+
+def icu_workbook_problems(compose: Compose) -> list[str]:
+    """The ICU workbook reaches iris from a read-only bind mount (never the image), and the
+    container runs the installer's ICU step after IRIS starts (iris-main -a)."""
+    iris = compose["services"]["iris"]
+    workbook = environment(iris).get(WORKBOOK_ENV, "")
+    problems = (
+        [] if workbook.endswith("/" + WORKBOOK_NAME) else [f"{WORKBOOK_ENV} names no workbook"]
+    )
+    mounts = [split_volume(v) for v in iris.get("volumes", [])]
+    holding = [m for m in mounts if workbook.startswith(m[1].rstrip("/") + "/")]
+    if not holding:
+        problems.append(f"no volume holds {workbook}")
+    elif not holding[0][0].startswith(("$", ".", "/")):
+        problems.append(f"{holding[0][1]}: a named volume, not the host's folder")
+    elif "ro" not in holding[0][2].split(","):
+        problems.append(f"{holding[0][1]}: mounted read-write")
+    command = iris.get("command") or []
+    after = command[command.index("-a") + 1] if "-a" in command[:-1] else ""
+    if "##class(AIStack.Installer).EnsureIcuModel()" not in after or "-U AISTACK" not in after:
+        problems.append("iris-main does not run the installer's EnsureIcuModel in AISTACK (-a)")
+    return problems
+
+
+def test_iris_gets_the_icu_workbook_read_only_and_trains_after_start(compose: Compose):
+    assert icu_workbook_problems(compose) == []
+
+
+def test_icu_workbook_checker_catches(compose: Compose):
+    iris = compose["services"]["iris"]
+    iris["volumes"] = [v.replace("/data/icu:ro", "/data/icu") for v in iris["volumes"]]
+    del iris["command"]
+    assert icu_workbook_problems(compose) == [
+        "/opt/aistack/data/icu: mounted read-write",
+        "iris-main does not run the installer's EnsureIcuModel in AISTACK (-a)",
+    ]
+    iris["volumes"] = [v for v in iris["volumes"] if "/data/icu" not in v]
+    assert f"no volume holds {iris['environment'][WORKBOOK_ENV]}" in icu_workbook_problems(compose)
 
 
 # --------------------------------------------------------------------------- HAProxy

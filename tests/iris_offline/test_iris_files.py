@@ -278,7 +278,14 @@ def public_paths() -> list[str]:
 
 def test_the_public_paths_are_the_standalone_ones_and_cover_the_health_checks():
     paths = public_paths()
-    assert set(paths) == {"/covid19/api/v1", "/api/v2", "/static", "/v2/health", "/fhir/r4"}
+    assert set(paths) == {
+        "/covid19/api/v1",
+        "/api/v2",
+        "/static",
+        "/v2/health",
+        "/fhir/r4",
+        "/icu/api/v1",
+    }
     assert any(COMPOSE_READY_PATH.startswith(path + "/") for path in paths)
     gateway_check = str(yaml.safe_load(COMPOSE_FILE.read_text())["services"]["webgateway"])
     checked = re.search(r"GET (\S+) HTTP", gateway_check)
@@ -511,6 +518,10 @@ def test_web_gateway_version_matches_iris():
 def test_iris_image_installs_the_package_and_merges_the_cpf():
     text = IRIS_DOCKERFILE.read_text()
     assert 'pip install --target /usr/irissys/mgr/python ".[iris]"' in text
+    # IntegratedML's AutoML provider, in the same resolution (TRAIN MODEL needs it)
+    assert re.search(
+        r'"\.\[iris\]" \\\n\s+--extra-index-url \S+ intersystems-iris-automl$', text, re.M
+    )
     assert "ISC_CPF_MERGE_FILE=/opt/aistack/iris/merge.cpf" in text
     assert re.search(r"^COPY \S+ iris \./iris$", text, re.M)
     assert 'ENTRYPOINT ["/bin/bash", "/opt/aistack/iris/entrypoint.sh"]' in text

@@ -7,17 +7,19 @@ that exists and hands its path arguments on, each route has a twin (path and met
 the standalone service's OpenAPI document and passes Python that twin's operation, the
 classes and aistack.interop.rest agree on the call and the reply, the installer creates a
 web application for each dispatch class, the errors the classes write themselves use the
-standalone's codes, and the installer's Python method runs.
+standalone's codes, the installer's Python method runs, and its ICU step calls Python that
+exists.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import textwrap
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -533,3 +535,22 @@ def test_the_production_set_to_start_is_the_one_settings_py_declares():
     path = ROOT / default.removeprefix(IMAGE_ROOT)
     names = python_method(INSTALLER, "ProductionNames")(str(path)).split(",")
     assert names[0] == settings.PRODUCTIONS[0].name
+
+
+def test_the_installer_trains_the_icu_model_through_python_it_can_import():
+    """EnsureIcuModel (run by Run, and by docker-compose.yml after each start) calls a Python
+    function that exists, reads only what it returns, and can be called from outside."""
+    installer = classes()[INSTALLER]
+    method = installer.methods["EnsureIcuModel"]
+    assert [(a.name, a.default) for a in method.arguments] == [("namespace", "AISTACK")]
+    source = text(method.node)
+    assert "[ Private ]" not in source.splitlines()[0], "iris-main -a calls it from outside"
+    module = re.search(r'##class\(%SYS\.Python\)\.Import\("([\w.]+)"\)', source)
+    function = re.search(r'set result = setup\."(\w+)"\(\)', source)
+    assert module and function
+    ensure = getattr(importlib.import_module(module[1]), function[1])
+    read = set(re.findall(r"result\.([A-Za-z]+)", source))
+    assert read == {"status", "message"}
+    result = ensure(workbook="")  # no workbook: the step that runs while the image is built
+    assert read <= {f.name for f in fields(result)} and result.status == "skipped"
+    assert "..EnsureIcuModel(namespace)" in text(installer.methods["Run"].node)

@@ -10,7 +10,7 @@ for what is often a client's bad image.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from iop import PydanticMessage
@@ -229,3 +229,32 @@ class FhirPublishReply(PydanticMessage):
     created: int = 0
     existing: int = 0
     locations: list[str] = Field(default_factory=list)
+
+
+# -- ICU admission: REST entry -> IcuPredictService -> IntegratedMLOperation -----------------
+
+IcuCall = Literal["model", "predict", "predict_batch"]
+"""The ICU routes, by what they ask of ``aistack.icu.service.IcuService``."""
+
+
+class IcuRequest(PydanticMessage):
+    """One ICU call as its route received it: the raw body and its Content-Type.
+
+    The body is parsed where it is answered, by the core's ``IcuService`` inside the
+    operation, so that every bad input is refused with the standalone runtime's words.
+    """
+
+    model_config = BYTES_AS_BASE64
+
+    call: IcuCall
+    body: bytes = b""
+    content_type: str | None = None
+    request_id: str | None = None
+    """The HTTP request's id, so the operation's log lines carry it too."""
+
+
+class IcuReply(PydanticMessage):
+    """The route's JSON answer (what ``IcuService`` returned), or why there is none."""
+
+    answer: dict[str, Any] | None = None
+    error: ErrorReply | None = None

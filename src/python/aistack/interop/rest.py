@@ -7,7 +7,8 @@
 ``Content``, ``Get``/``Next`` for form and query values, ``GetMimeData``/``NextMimeData`` for
 multipart file parts, ``GetCgiEnv``). IRIS has authenticated the user already; their IRIS
 roles become the project's roles. Predictions enter the production through its business
-services; answers are shaped by :mod:`aistack.xray.schemas`, so each route answers with the
+services; answers are shaped by :mod:`aistack.xray.schemas` (X-ray) and by the core's
+``IcuService`` in the ``IntegratedML`` operation (ICU), so each route answers with the
 standalone runtime's JSON, errors included. Nothing raises out of :func:`handle`.
 """
 
@@ -55,7 +56,11 @@ from aistack.http_contract import (
     VERSION_QUERY_PARAMETERS,
 )
 from aistack.interop import wiring
+from aistack.interop.icu import ICU_SERVICE
 from aistack.interop.messages import (
+    IcuCall,
+    IcuReply,
+    IcuRequest,
     JobStatusReply,
     JobSubmission,
     ReadinessQuery,
@@ -186,6 +191,24 @@ class CspRequest:
         """The raw body: what CSP did not parse itself (JSON, anything but a form)."""
         return read_stream(self.raw.Content)
 
+    def body_as_sent(self) -> tuple[bytes, str]:
+        """(body, Content-Type) as the client sent them, for the core to read itself.
+
+        CSP parses a multipart body into its parts and keeps no copy of the bytes: the body
+        is written again from the parts (names, file names, types and bytes; a new
+        boundary), which the core then parses as the standalone runtime parses the original.
+        """
+        if self.media_type != request_body.MULTIPART:
+            return self.body(), self.content_type
+        in_query = Counter(name for name, _ in self.query())
+        parts: list[tuple[str, Any]] = []
+        for name in self._names(self.raw.Next):
+            values = self._values(self.raw.Get, name, first_index=in_query[name] + 1)
+            parts += [(name, value) for value in values]
+        for name in self._names(self.raw.NextMimeData):
+            parts += [(name, v) for v in self._values(self.raw.GetMimeData, name, first_index=1)]
+        return multipart_body(parts)
+
     def form(self) -> tuple[dict[str, str], dict[str, bytes]]:
         """(fields, file parts) CSP parsed from a url-encoded or multipart body.
 
@@ -242,6 +265,32 @@ class CspRequest:
             raise BadRequest(f"Too many files. Maximum number of files is {most}.")
         if len(fields) > limit:
             raise BadRequest(f"Too many fields. Maximum number of fields is {limit}.")
+
+
+def multipart_body(parts: list[tuple[str, Any]]) -> tuple[bytes, str]:
+    """``multipart/form-data`` from (name, value) parts: a value is text, or a CSP stream
+    (its ``FileName`` and ``ContentType``, when CSP kept them, go into the part's headers)."""
+    boundary = uuid.uuid4().hex
+    chunks = []
+    for name, value in parts:
+        disposition = f'form-data; name="{_quoted(name)}"'
+        file_name = getattr(value, "FileName", None)
+        if isinstance(file_name, str) and file_name:
+            disposition += f'; filename="{_quoted(file_name)}"'
+        head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+        part_type = getattr(value, "ContentType", None)
+        if isinstance(part_type, str) and part_type:
+            head += f"Content-Type: {part_type}\r\n"
+        data = _as_bytes(value) if isinstance(value, str) else read_stream(value)
+        chunks += [head.encode("utf-8"), b"\r\n", data, b"\r\n"]
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return b"".join(chunks), f"{request_body.MULTIPART}; boundary={boundary}"
+
+
+def _quoted(text: str) -> str:
+    """A header parameter value as browsers send it (RFC 7578: quotes and line breaks
+    percent-encoded)."""
+    return text.replace("\r", "%0D").replace("\n", "%0A").replace('"', "%22")
 
 
 def v1_image(request: CspRequest) -> bytes:
@@ -356,6 +405,18 @@ class Call:
         if reply.error is not None:
             raise reply.error.to_error()
         return reply.prediction.to_record()
+
+    def icu(self, call: IcuCall, body: bytes = b"", content_type: str | None = None) -> Reply:
+        """An ICU route's answer from the production's IntegratedML operation (200)."""
+        message = IcuRequest(
+            call=call, body=body, content_type=content_type, request_id=request_id.get()
+        )
+        reply = create_python_business_service(ICU_SERVICE).on_process_input(message)
+        if not isinstance(reply, IcuReply):
+            raise NotReady("the production gave no ICU answer")
+        if reply.error is not None:
+            raise reply.error.to_error()
+        return self.json(200, reply.answer)
 
     def prediction(self, record: PredictionRecord) -> schemas.Prediction:
         margin = self.runtime.settings.low_confidence_margin
@@ -486,6 +547,21 @@ def oip_ready(call: Call) -> Reply:
     raise NotReady(f"model version {call.runtime.served_version} is {UNAVAILABLE_TEXT}")
 
 
+def icu_model(call: Call) -> Reply:
+    call.authorize(Permission.READ_OWN)
+    return call.icu("model")
+
+
+def icu_predict(call: Call) -> Reply:
+    call.authorize(Permission.PREDICT)
+    return call.icu("predict", *call.request.body_as_sent())
+
+
+def icu_predict_batch(call: Call) -> Reply:
+    call.authorize(Permission.PREDICT)
+    return call.icu("predict_batch", *call.request.body_as_sent())
+
+
 def _arg(call: Call, index: int) -> str:
     return call.path_args[index] if index < len(call.path_args) else ""
 
@@ -503,6 +579,9 @@ ROUTES: dict[str, Callable[[Call], Reply]] = {
     "static_file": static_file,
     "oip_live": oip_live,
     "oip_ready": oip_ready,
+    "icu_model": icu_model,
+    "icu_predict": icu_predict,
+    "icu_predict_batch": icu_predict_batch,
 }
 
 

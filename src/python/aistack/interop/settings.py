@@ -5,8 +5,10 @@
     XRayJobService ─────┘   (core service      └─ FhirPublisher (FHIR server, queued)
                              and router)
 
-More operations (IntegratedML) join the same way: ``prod.operation(...)`` with a
-``target()`` on the component that sends to it and ``item.connect(...)`` here.
+    IcuPredictService ───► IntegratedML  (IcuService over SQL PREDICT / PROBABILITY)
+
+More operations join the same way: ``prod.operation(...)`` with a ``target()`` on the
+component that sends to it and ``item.connect(...)`` here.
 
 Offline, ``--strict-production-validation`` checks each item's settings against the
 settings its Python class declares. The business-host settings IRIS itself defines (retry,
@@ -22,6 +24,12 @@ from typing import Any
 from iop import Production
 
 from aistack.interop.fhir_operation import FhirOperation
+from aistack.interop.icu import (
+    ICU_OPERATION,
+    ICU_SERVICE,
+    IcuPredictService,
+    IntegratedMLOperation,
+)
 from aistack.interop.operations import TfServingOperation
 from aistack.interop.process import XRayRouter
 from aistack.interop.services import (
@@ -84,7 +92,8 @@ def tf_serving_url(kind: str) -> str:
 
 prod = Production(
     PRODUCTION,
-    description="aistack: chest X-ray classification with Grad-CAM on TF Serving",
+    description="aistack: chest X-ray classification with Grad-CAM on TF Serving, "
+    "ICU admission with IntegratedML",
     # Business processes without a pool of their own would share these jobs; XRayRouter
     # has its own, so two are enough for anything added later.
     actor_pool_size=2,
@@ -117,13 +126,23 @@ cpu = prod.operation(
 # for it (IRIS's retry, below) and the others queue behind it, in IRIS's database.
 fhir = prod.operation("FhirPublisher", FhirOperation, pool_size=1, settings={"timeout_s": 30.0})
 
+# ICU admission: the REST class enters through its own service (pool 0, as above); one
+# operation job holds the embedded SQL connection and answers one request at a time (a
+# batch's occlusion explanations are one scoring batch per row). The trained model is the
+# latest one the installer recorded; pin one with the operation's trained_model setting.
+icu_service = prod.service(
+    ICU_SERVICE, IcuPredictService, pool_size=0, settings={"timeout_s": 55.0}
+)
+icu = prod.operation(ICU_OPERATION, IntegratedMLOperation, pool_size=1)
+
 predict_service.connect(XRayPredictService.Router, router)
 job_service.connect(XRayJobService.Router, router)
 router.connect(XRayRouter.TfServingGpu, gpu)
 router.connect(XRayRouter.TfServingCpu, cpu)
 router.connect(XRayRouter.FhirPublisher, fhir)
+icu_service.connect(IcuPredictService.IntegratedML, icu)
 
-for service in (predict_service, job_service):
+for service in (predict_service, job_service, icu_service):
     # An exception escaping a service is a defect (errors travel as messages): alert at once.
     host_settings(service, AlertOnError=True)
 
@@ -143,6 +162,16 @@ for operation in (gpu, cpu):
         # Half the inference deadline spent queued for an operation job: alert.
         QueueWaitAlert=5,
     )
+
+host_settings(
+    icu,
+    # Failures come back as messages (a bad body is the client's 4xx, a model not trained yet
+    # a 503), so IRIS's own retry only ever sees a defect: retry once a second, give up after
+    # 15 s (a web client is waiting), alert at once.
+    RetryInterval=1,
+    FailureTimeout=15,
+    AlertOnError=True,
+)
 
 host_settings(
     fhir,
