@@ -20,9 +20,9 @@ from aistack.api.app import create_app
 from aistack.bench.local_server import LocalServer
 from aistack.config import Settings
 from aistack.fhir.risk import check_risk_assessment
+from aistack.icu.columns import column_label
 from aistack.icu.local import load_local
 from aistack.icu.predictor import predict
-from aistack.icu.service import column_label
 from aistack.runtime import Runtime
 
 MODEL = "/icu/api/v1/model"

@@ -42,6 +42,8 @@ CORE = (
     "aistack.fhir.search",
     "aistack.icu.predictor",
     "aistack.icu.service",
+    "aistack.icu.bodies",
+    "aistack.icu.columns",
     "aistack.fhir.risk",
 )
 

@@ -24,9 +24,9 @@ from aistack.fhir.risk import (
     risk_assessment_json,
     risk_problems,
 )
+from aistack.icu.columns import column_label
 from aistack.icu.local import LocalPredictor, load_local
 from aistack.icu.predictor import IcuPrediction, predict
-from aistack.icu.service import column_label
 
 ROW = {
     "AGE_PERCENTIL": "70th",

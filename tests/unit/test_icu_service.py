@@ -22,18 +22,18 @@ from aistack.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from aistack.icu.dataset import LABEL
-from aistack.icu.local import LocalPredictor, load_local
-from aistack.icu.predictor import METRIC_NAMES, predict
-from aistack.icu.service import (
+from aistack.icu.bodies import row_schema
+from aistack.icu.columns import (
     FALLBACK_FORM_FIELDS,
     WORKBOOK_FEATURES,
-    IcuService,
     column_label,
     is_lab_or_vital,
     most_informative,
-    row_schema,
 )
+from aistack.icu.dataset import LABEL
+from aistack.icu.local import LocalPredictor, load_local
+from aistack.icu.predictor import METRIC_NAMES, predict
+from aistack.icu.service import IcuService
 
 JSON = "application/json"
 CSV = "text/csv"

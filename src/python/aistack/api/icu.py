@@ -20,7 +20,8 @@ from aistack.api.inputs import read_body
 from aistack.api.openapi import AUTH_ERRORS, BODY_ERRORS, error_responses
 from aistack.api.security import authorize
 from aistack.auth.keys import Permission, Principal
-from aistack.icu.service import BATCH_MEDIA_TYPES, CSV, CSV_PART, IcuService, row_schema
+from aistack.icu.bodies import BATCH_MEDIA_TYPES, CSV, CSV_PART, row_schema
+from aistack.icu.service import IcuService
 from aistack.runtime import Runtime
 from aistack.xray.request_body import JSON, MULTIPART
 

@@ -6,6 +6,8 @@
 - ``integratedml``: IRIS IntegratedML over DB-API, its SQL built by small pure functions;
 - ``training``, ``validation``, ``metrics``, ``model_card``: how local models are made and
   measured.
+- ``service`` (``IcuService``: what the API routes of both runtimes call), ``bodies`` (request
+  bodies and their schema), ``columns`` (column labels, the web form's fields).
 
 Clients (API routes, the web panel, the IRIS business operation) need only::
 
