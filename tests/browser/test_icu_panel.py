@@ -14,14 +14,9 @@ import shutil
 import httpx
 import pytest
 
-from tests.browser import test_page as xray_page
-from tests.browser.test_page import PNG_MAGIC, by_id, enter_key, percent, sync_api
+from tests.browser.helpers import PNG_MAGIC, by_id, enter_key, percent
 
-# The X-ray page tests' fixtures: one Chromium per module, the page as a new visitor sees it
-# (bare_page) and with predict_key below entered (page); any CSP report fails the test.
-browser = xray_page.browser
-bare_page = xray_page.bare_page
-page = xray_page.page
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 pytestmark = pytest.mark.browser
 
@@ -29,12 +24,6 @@ ICU = "/icu/api/v1"
 ANSWER_TIMEOUT_MS = 60_000
 SCREENSHOT_COPY = os.environ.get("AISTACK_ICU_SCREENSHOT")  # keep a copy to look at, if set
 CSV_HEADERS = {"Content-Type": "text/csv"}
-
-
-@pytest.fixture(scope="module")
-def predict_key(live_server) -> str:
-    """This module's own key: key names are unique on the session's one server."""
-    return live_server.create_key(f"browser-icu-{os.getpid()}", "predict")
 
 
 @pytest.fixture(scope="module")

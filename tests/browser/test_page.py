@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,79 +14,12 @@ pytestmark = pytest.mark.browser
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
-CHROMIUM_PATHS = (Path("/usr/bin/chromium"), Path("/usr/bin/chromium-browser"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+from tests.browser.helpers import PNG_MAGIC, by_id, enter_key, percent  # noqa: E402
+
 LABEL_WORDS = {"Covid-19", "Normal", "Bacterial pneumonia"}
 CLASSES = ("covid", "normal", "pneumonia_bac")
 RESULT_TIMEOUT_MS = 90_000
 SCREENSHOT_COPY = os.environ.get("AISTACK_SCREENSHOT")  # keep a copy to look at, if set
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def chromium_path() -> Path | None:
-    return next((p for p in CHROMIUM_PATHS if p.is_file()), None)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[sync_api.Browser]:
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("Chromium not installed: apt-get install chromium")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(executable), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def predict_key(live_server) -> str:
-    return live_server.create_key(f"browser-{os.getpid()}", "predict")
-
-
-@pytest.fixture
-def bare_page(browser, live_server) -> Iterator[sync_api.Page]:
-    """The page as a new visitor sees it (no key yet); CSP violations are collected."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    page.csp_violations = []
-    page.on(
-        "console",
-        lambda m: (
-            page.csp_violations.append(m.text) if "Content Security Policy" in m.text else None
-        ),
-    )
-    page.goto(f"{live_server.url}/")
-    yield page
-    assert page.csp_violations == []
-    context.close()
-
-
-@pytest.fixture
-def page(bare_page, predict_key) -> sync_api.Page:
-    """The page with a predict key entered once."""
-    enter_key(bare_page, predict_key)
-    return bare_page
-
-
-def enter_key(page, key: str) -> None:
-    by_id(page, "key-input").fill(key)
-    by_id(page, "key-save").click()
-    sync_api.expect(by_id(page, "key-status")).to_be_visible()
-
-
-def by_id(page, test_id: str):
-    return page.get_by_test_id(test_id)
 
 
 def upload_and_wait(page, image: Path) -> None:
@@ -101,12 +32,6 @@ def upload_and_wait(page, image: Path) -> None:
             arg=test_id,
             timeout=RESULT_TIMEOUT_MS,
         )
-
-
-def percent(text: str) -> float:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", text)
-    assert match, f"not a percentage: {text!r}"
-    return float(match.group(1))
 
 
 def test_page_basics(page) -> None:
