@@ -239,10 +239,12 @@ def test_the_openapi_document_declares_the_routes_bodies_and_errors(live_server)
         assert operation["security"] and {"401", "403", "429", "503"} <= set(operation["responses"])
     predict_body = schema["paths"][PREDICT]["post"]["requestBody"]["content"]
     assert set(predict_body) == {"application/json"}
-    row = predict_body["application/json"]["schema"]
+    reference = predict_body["application/json"]["schema"]["$ref"]
+    row = schema["components"]["schemas"][reference.rsplit("/", 1)[1]]  # one copy, referred to
     assert row["additionalProperties"] is False and "PCR_MEDIAN" in row["properties"]
     batch_body = schema["paths"][BATCH]["post"]["requestBody"]["content"]
     assert set(batch_body) == {"application/json", "text/csv", "multipart/form-data"}
+    assert batch_body["application/json"]["schema"]["items"] == {"$ref": reference}
     assert {"400", "413", "415", "422"} <= set(schema["paths"][BATCH]["post"]["responses"])
 
 

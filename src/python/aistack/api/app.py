@@ -66,6 +66,7 @@ def truthful_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = FastAPI.openapi(app)
+    icu.add_row_schema(schema)
     for path, operations in schema["paths"].items():
         for operation in operations.values():
             if "security" not in operation:

@@ -106,7 +106,9 @@ class IcuBatch(BaseModel):
 
 # --- request bodies, as the service reads them
 
-ROW = row_schema()
+ROW_SCHEMA_NAME = "IcuRow"
+ROW = {"$ref": f"#/components/schemas/{ROW_SCHEMA_NAME}"}
+"""Both POST routes refer to one copy of the 231-column row schema (:func:`add_row_schema`)."""
 PREDICT_BODY = {
     "requestBody": {
         "required": True,
@@ -134,6 +136,11 @@ BATCH_BODY = {
         },
     }
 }
+
+
+def add_row_schema(openapi: dict) -> None:
+    """Put the row schema the request bodies refer to into the document's components."""
+    openapi.setdefault("components", {}).setdefault("schemas", {})[ROW_SCHEMA_NAME] = row_schema()
 
 
 async def icu_service(runtime: Runtime) -> IcuService:
