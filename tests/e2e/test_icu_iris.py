@@ -17,47 +17,28 @@ import csv
 import io
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e.stack import IRIS_URL, TIMEOUT
+
 pytestmark = pytest.mark.iris
 
-IRIS_URL = os.environ.get("AISTACK_IRIS_URL", "").rstrip("/")
-CREDENTIALS = (os.environ.get("AISTACK_IRIS_USER", ""), os.environ.get("AISTACK_IRIS_PASSWORD", ""))
 IRIS_DSN = os.environ.get("AISTACK_IRIS_DSN", "")
 WAIT_S = float(os.environ.get("AISTACK_ICU_WAIT_S", "600"))
-TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 MODEL = "/icu/api/v1/model"
 PREDICT = "/icu/api/v1/predict"
 BATCH = "/icu/api/v1/predict/batch"
 
 
 @pytest.fixture(scope="module")
-def icu_client() -> Iterator[httpx.Client]:
-    """A client of the stack that signs in as an IRIS user with the AIStackPredict role."""
-    if not IRIS_URL:
-        pytest.skip(
-            "AISTACK_IRIS_URL is not set: these tests need a running IRIS stack "
-            "(docker compose up), e.g. AISTACK_IRIS_URL=http://localhost:8088"
-        )
-    if not all(CREDENTIALS):
-        pytest.skip(
-            "AISTACK_IRIS_USER and AISTACK_IRIS_PASSWORD are not set: name an IRIS user "
-            "with the AIStackPredict role (e.g. the installer's demo user)"
-        )
-    with httpx.Client(base_url=IRIS_URL, auth=CREDENTIALS, timeout=TIMEOUT) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def model(icu_client: httpx.Client) -> dict[str, Any]:
+def model(caller: httpx.Client) -> dict[str, Any]:
     """The model, once the installer has trained it (a 503 until then)."""
     deadline = time.monotonic() + WAIT_S
     while True:
-        response = icu_client.get(MODEL)
+        response = caller.get(MODEL)
         if response.status_code != 503 or time.monotonic() > deadline:
             break
         time.sleep(5)
@@ -91,9 +72,9 @@ def test_the_model_is_integratedml_s_trained_and_validated(model: dict[str, Any]
     assert len(model["form_fields"]) == 8
 
 
-def test_one_prediction_with_its_risk_assessment(icu_client, model):
+def test_one_prediction_with_its_risk_assessment(caller, model):
     row = {**form_row(model), "PATIENT_VISIT_IDENTIFIER": 12}
-    response = icu_client.post(PREDICT, json=row)
+    response = caller.post(PREDICT, json=row)
     assert response.status_code == 200, response.text
     answer = response.json()
     assert 0.0 <= answer["probability"] <= 1.0
@@ -106,28 +87,28 @@ def test_one_prediction_with_its_risk_assessment(icu_client, model):
     assert risk["basis"] and risk["performer"]["reference"].startswith("#")
 
 
-def test_a_batch_as_json_csv_and_upload(icu_client, model):
+def test_a_batch_as_json_csv_and_upload(caller, model):
     rows = [form_row(model), {**form_row(model), "AGE_PERCENTIL": "Above 90th"}]
-    as_json = icu_client.post(BATCH, json=rows)
+    as_json = caller.post(BATCH, json=rows)
     assert as_json.status_code == 200, as_json.text
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
     data = out.getvalue().encode()
-    as_csv = icu_client.post(BATCH, content=data, headers={"content-type": "text/csv"})
-    upload = icu_client.post(BATCH, files={"file": ("rows.csv", data, "text/csv")})
+    as_csv = caller.post(BATCH, content=data, headers={"content-type": "text/csv"})
+    upload = caller.post(BATCH, files={"file": ("rows.csv", data, "text/csv")})
     for response in (as_csv, upload):
         assert response.status_code == 200, response.text
         assert response.json()["predictions"] == as_json.json()["predictions"]
     assert as_json.json()["count"] == 2
 
 
-def test_bad_input_and_missing_credentials_answer_in_the_project_format(icu_client, model):
-    unknown = icu_client.post(PREDICT, json={"PCR_MEDIN": 0.1})
+def test_bad_input_and_missing_credentials_answer_in_the_project_format(caller, model):
+    unknown = caller.post(PREDICT, json={"PCR_MEDIN": 0.1})
     assert unknown.status_code == 422, unknown.text
     assert "PCR_MEDIN" in error_of(unknown)["message"]
-    wrong_type = icu_client.post(BATCH, content=b"x", headers={"content-type": "image/png"})
+    wrong_type = caller.post(BATCH, content=b"x", headers={"content-type": "image/png"})
     assert (wrong_type.status_code, error_of(wrong_type)["code"]) == (415, "unsupported_media_type")
     with httpx.Client(base_url=IRIS_URL, timeout=TIMEOUT) as anonymous:
         refused = anonymous.post(PREDICT, json=form_row(model))

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,41 +22,14 @@ import pytest
 
 from aistack.xray.labels import CLASSES, V1_CLASS_NAMES
 from aistack.xray.schemas import HEALTHCHECK_TEXT
+from tests.e2e.stack import TIMEOUT
 
 pytestmark = pytest.mark.iris
 
-IRIS_URL = os.environ.get("AISTACK_IRIS_URL", "").rstrip("/")
-CREDENTIALS = (os.environ.get("AISTACK_IRIS_USER", ""), os.environ.get("AISTACK_IRIS_PASSWORD", ""))
-TIMEOUT = httpx.Timeout(120.0, connect=10.0)
-"""Generous: the first prediction of a fresh stack loads the model in TF Serving."""
 JOB_DEADLINE_S = 120.0
 PREDICTIONS = "/api/v2/xray/predictions"
 JOBS = "/api/v2/xray/jobs"
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[httpx.Client]:
-    """A client of the stack without credentials (the 2020 clients sent none)."""
-    if not IRIS_URL:
-        pytest.skip(
-            "AISTACK_IRIS_URL is not set: these tests need a running IRIS stack "
-            "(docker compose up), e.g. AISTACK_IRIS_URL=http://localhost:8088"
-        )
-    with httpx.Client(base_url=IRIS_URL, timeout=TIMEOUT) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def caller(stack: httpx.Client) -> Iterator[httpx.Client]:
-    """A client that authenticates as an IRIS user with the AIStackPredict role."""
-    if not all(CREDENTIALS):
-        pytest.skip(
-            "AISTACK_IRIS_USER and AISTACK_IRIS_PASSWORD are not set: name an IRIS user "
-            "with the AIStackPredict role (e.g. the installer's demo user)"
-        )
-    with httpx.Client(base_url=IRIS_URL, auth=CREDENTIALS, timeout=TIMEOUT) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
