@@ -103,6 +103,21 @@ def test_a_read_key_sees_the_model_but_may_not_predict(live_server, keys):
         assert "may not ask for predictions" in assert_error(response, 403, "forbidden")
 
 
+def test_a_prediction_is_logged_with_the_key_that_asked_and_no_values(live_server):
+    name = f"icu-logged-{time.monotonic_ns()}"
+    headers = bearer(live_server.create_key(name, "predict"))
+    response = httpx.post(f"{live_server.url}{PREDICT}", headers=headers, json=ROW)
+    assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 10
+    while not (lines := [line for line in live_server.log().splitlines() if name in line]):
+        assert time.monotonic() < deadline, "no log line names the key"
+        time.sleep(0.1)
+    (raw,) = [line for line in lines if "icu_prediction" in line]
+    logged = json.loads(raw[raw.index("{") :])
+    assert (logged["client"], logged["route"], logged["rows"]) == (name, "predict", 1)
+    assert not any(column in raw for column in ROW)  # no patient value is logged
+
+
 # --- one row
 
 

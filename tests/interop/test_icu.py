@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 import time
 from datetime import UTC, datetime
@@ -313,6 +314,15 @@ def test_iris_roles_decide_as_for_every_other_route(running, auth_on, rows):
     assert call(BATCH, "alice", "AIStackPredict", body=as_json(rows[:2])).status == 200
     assert call(MODEL, "alice", "AIStackPredict").status == 200
     assert call(PREDICT, "root", "AIStackAdmin", body=body).status == 200
+
+
+def test_the_operation_logs_who_asked_as_the_standalone_does(running, auth_on, rows, caplog):
+    with caplog.at_level(logging.INFO, logger="aistack.events"):
+        reply = call(BATCH, "alice", "AIStackPredict", body=as_json(rows[:3]))
+    assert reply.status == 200, reply.body
+    (line,) = [json.loads(r.message) for r in caplog.records if "icu_prediction" in r.message]
+    assert (line["client"], line["route"], line["rows"]) == ("alice", "batch", 3)
+    assert line["backend"] == "integratedml"
 
 
 # -- the operation's life: not trained yet, trained again -------------------------------------

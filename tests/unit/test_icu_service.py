@@ -7,6 +7,7 @@ against ``IrisDbApiDouble`` (IRIS cannot run here), with the local model as its 
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import httpx
@@ -34,6 +35,7 @@ from aistack.icu.dataset import LABEL
 from aistack.icu.local import LocalPredictor, load_local
 from aistack.icu.predictor import METRIC_NAMES, predict
 from aistack.icu.service import IcuService
+from aistack.metrics import REGISTRY
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -444,3 +446,28 @@ def test_the_settings_default_to_the_committed_local_model(tmp_path):
         IcuService.from_settings(settings.model_copy(update={"icu_backend": "integratedml"}))
     with pytest.raises(FileNotFoundError, match="no ICU model version 9"):
         IcuService.from_settings(settings.model_copy(update={"icu_model_version": 9}))
+
+
+def test_each_request_is_counted_timed_and_logged_without_its_values(service, caplog):
+    def scored(label: str) -> float:
+        labels = {"backend": "local", "label": label}
+        return REGISTRY.get_sample_value("aistack_icu_predictions_total", labels) or 0.0
+
+    def timed(route: str) -> float:
+        labels = {"backend": "local", "route": route}
+        return REGISTRY.get_sample_value("aistack_icu_scoring_duration_seconds_count", labels) or 0
+
+    before = {label: scored(label) for label in "01"}
+    timed_before = timed("batch")
+    rows = [ROW, {**ROW, "PCR_MEDIAN": 0.9}, {"GENDER": 1}]
+    with caplog.at_level(logging.INFO, logger="aistack.events"):
+        answer = service.batch_json(body(rows), JSON, client="ward-7")
+    admitted = sum(p["label"] for p in answer["predictions"])
+    assert scored("1") - before["1"] == admitted
+    assert scored("0") - before["0"] == len(rows) - admitted
+    assert timed("batch") == timed_before + 1
+    (line,) = [json.loads(r.message) for r in caplog.records if "icu_prediction" in r.message]
+    assert line["event"] == "icu_prediction" and line["route"] == "batch"
+    assert line["client"] == "ward-7" and line["rows"] == 3
+    assert line["admission_predicted"] == admitted and line["model_version"] == "1"
+    assert "PCR_MEDIAN" not in caplog.text  # no patient values in the log

@@ -43,6 +43,19 @@ PREDICTIONS = Counter(
     ["label", "endpoint"],
     registry=REGISTRY,
 )
+ICU_PREDICTIONS = Counter(
+    "aistack_icu_predictions_total",
+    "ICU-admission rows scored, by backend and predicted label (1: admission predicted)",
+    ["backend", "label"],
+    registry=REGISTRY,
+)
+ICU_SCORING_DURATION = Histogram(
+    "aistack_icu_scoring_duration_seconds",
+    "Scoring and explaining one ICU request's rows, by backend and route (predict, batch)",
+    ["backend", "route"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 BATCH_SIZE = Histogram(
     "aistack_batch_size",
     "Images per model call made by the micro-batcher",

@@ -179,7 +179,8 @@ async def icu_predict(
     """
     service = await icu_service(runtime)
     content_type, body = await read_body(request, (JSON,))
-    return JSONResponse(await run_in_threadpool(service.predict_json, body, content_type))
+    answer = await run_in_threadpool(service.predict_json, body, content_type, caller.client)
+    return JSONResponse(answer)
 
 
 @router.post(
@@ -198,4 +199,5 @@ async def icu_predict_batch(
     ``file``); at most ``AISTACK_ICU_MAX_BATCH_ROWS`` rows (413 beyond)."""
     service = await icu_service(runtime)
     content_type, body = await read_body(request, BATCH_MEDIA_TYPES)
-    return JSONResponse(await run_in_threadpool(service.batch_json, body, content_type))
+    answer = await run_in_threadpool(service.batch_json, body, content_type, caller.client)
+    return JSONResponse(answer)

@@ -82,7 +82,7 @@ async def create_job(
     runtime.service_for(chosen)  # 404 or 503 before reading a body we could not serve
     runtime.job_runner.refuse_if_full()
     data, heatmap = await v2_image(request)
-    client = None if caller.is_anonymous else caller.name
+    client = caller.client
     job = await run_in_threadpool(runtime.job_runner.submit, data, heatmap, chosen, client)
     response.headers["Location"] = public_url(runtime, job_url(job.id))
     return job_view(job, None)

@@ -67,7 +67,7 @@ async def _predict(
     service.refuse_if_full()  # overload is refused before the upload is read
     data = await v1_image(request)
     endpoint = "v1-heatmap" if heatmap else "v1-predict"
-    client = None if caller.is_anonymous else caller.name
+    client = caller.client
     record = await predict_in_thread(service, data, heatmap, endpoint, client)
     tell_backend(response, record)  # a header: the 2020 JSON stays as it was
     return record

@@ -142,7 +142,7 @@ async def create_prediction(
     service = runtime.service_for(chosen)
     service.refuse_if_full()  # overload is refused before the upload is read
     data, heatmap = await v2_image(request)
-    client = None if caller.is_anonymous else caller.name
+    client = caller.client
     record = await predict_in_thread(service, data, heatmap, "v2", client)
     response.headers["Location"] = public_url(runtime, f"/api/v2/xray/predictions/{record.id}")
     tell_backend(response, record)

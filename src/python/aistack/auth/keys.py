@@ -81,6 +81,11 @@ class Principal:
     def is_anonymous(self) -> bool:
         return self.key_id is None
 
+    @property
+    def client(self) -> str | None:
+        """The name recorded with what this caller asks for; None for an anonymous caller."""
+        return None if self.is_anonymous else self.name
+
     def can(self, permission: Permission) -> bool:
         return permission in self.permissions
 

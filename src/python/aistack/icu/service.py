@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ from aistack.icu.columns import column_label, is_lab_or_vital, most_informative
 from aistack.icu.local import load_local
 from aistack.icu.predictor import IcuPrediction, IcuPredictor, Row, predict
 from aistack.icu.rows import MAX_NAMES_IN_MESSAGE, row_values
+from aistack.logs import log_event
+from aistack.metrics import ICU_PREDICTIONS, ICU_SCORING_DURATION
 from aistack.xray.request_body import JSON, MULTIPART, media_type, parse_multipart
 
 if TYPE_CHECKING:
@@ -94,7 +97,9 @@ class IcuService:
             "form_fields": [dict(field) for field in self.form_fields],
         }
 
-    def predict_json(self, body: bytes, content_type: str | None) -> dict[str, Any]:
+    def predict_json(
+        self, body: bytes, content_type: str | None, client: str | None = None
+    ) -> dict[str, Any]:
         kind = media_type(content_type or "")
         if kind != JSON:
             raise wrong_media_type(kind, body, "application/json (one object)")
@@ -106,7 +111,7 @@ class IcuService:
             )
         rows = self._checked([row])
         subject = subject_identifier(row)
-        answer = self._predict(rows)[0]
+        answer = self._predict(rows, "predict", client)[0]
         values = row_values(row, self.predictor.metadata.features)
         measured = {
             f: v
@@ -126,9 +131,11 @@ class IcuService:
             "fhir": resource,
         }
 
-    def batch_json(self, body: bytes, content_type: str | None) -> dict[str, Any]:
+    def batch_json(
+        self, body: bytes, content_type: str | None, client: str | None = None
+    ) -> dict[str, Any]:
         rows = self._checked(self._batch_rows(body, content_type or ""))
-        answers = self._predict(rows)
+        answers = self._predict(rows, "batch", client)
         return {
             "model": {**self._model_ref(), "threshold": self.predictor.metadata.threshold},
             "count": len(answers),
@@ -191,16 +198,35 @@ class IcuService:
         check_values(rows, self.predictor.metadata.features)
         return rows
 
-    def _predict(self, rows: Sequence[Row]) -> list[IcuPrediction]:
+    def _predict(self, rows: Sequence[Row], route: str, client: str | None) -> list[IcuPrediction]:
+        """Score and explain; each request is counted, timed and logged (never its values)."""
+        meta = self.predictor.metadata
+        started = time.perf_counter()
         with self._one_at_a_time:
             try:
-                return predict(self.predictor, rows, self.top)
+                answers = predict(self.predictor, rows, self.top)
             except AistackError:
                 raise
             except Exception as error:
-                if self.predictor.metadata.backend == "local":
+                if meta.backend == "local":
                     raise  # a bug here, not a backend's failure: the server logs it
                 raise BackendFailed(f"the IntegratedML backend failed: {error}") from error
+        elapsed = time.perf_counter() - started
+        ICU_SCORING_DURATION.labels(meta.backend, route).observe(elapsed)
+        admitted = sum(a.label for a in answers)
+        ICU_PREDICTIONS.labels(meta.backend, "1").inc(admitted)
+        ICU_PREDICTIONS.labels(meta.backend, "0").inc(len(answers) - admitted)
+        log_event(
+            "icu_prediction",
+            route=route,
+            client=client,
+            backend=meta.backend,
+            model_version=meta.version,
+            rows=len(answers),
+            admission_predicted=admitted,
+            latency_ms=round(elapsed * 1000, 2),
+        )
+        return answers
 
     def _model_ref(self) -> dict[str, str]:
         meta = self.predictor.metadata

@@ -57,9 +57,11 @@ NOT_TRAINED = (
 
 CALLS: dict[IcuCall, Callable[[IcuService, IcuRequest], dict[str, Any]]] = {
     "model": lambda service, _request: service.model_json(),
-    "predict": lambda service, request: service.predict_json(request.body, request.content_type),
+    "predict": lambda service, request: service.predict_json(
+        request.body, request.content_type, request.client
+    ),
     "predict_batch": lambda service, request: service.batch_json(
-        request.body, request.content_type
+        request.body, request.content_type, request.client
     ),
 }
 

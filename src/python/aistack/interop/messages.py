@@ -249,6 +249,8 @@ class IcuRequest(PydanticMessage):
     call: IcuCall
     body: bytes = b""
     content_type: str | None = None
+    client: str | None = None
+    """Who asked (the IRIS user), for the operation's log line."""
     request_id: str | None = None
     """The HTTP request's id, so the operation's log lines carry it too."""
 

@@ -395,7 +395,7 @@ class Call:
             image=data,
             heatmap=heatmap,
             endpoint=endpoint,
-            client=client_of(caller),
+            client=caller.client,
             version=version,
             request_id=request_id.get(),
         )
@@ -406,10 +406,15 @@ class Call:
             raise reply.error.to_error()
         return reply.prediction.to_record()
 
-    def icu(self, call: IcuCall, body: bytes = b"", content_type: str | None = None) -> Reply:
+    def icu(self, call: IcuCall, caller: Principal, body: bytes = b"",
+            content_type: str | None = None) -> Reply:  # fmt: skip
         """An ICU route's answer from the production's IntegratedML operation (200)."""
         message = IcuRequest(
-            call=call, body=body, content_type=content_type, request_id=request_id.get()
+            call=call,
+            body=body,
+            content_type=content_type,
+            client=caller.client,
+            request_id=request_id.get(),
         )
         reply = create_python_business_service(ICU_SERVICE).on_process_input(message)
         if not isinstance(reply, IcuReply):
@@ -421,10 +426,6 @@ class Call:
     def prediction(self, record: PredictionRecord) -> schemas.Prediction:
         margin = self.runtime.settings.low_confidence_margin
         return schemas.v2_prediction(record, self.runtime.links, margin)
-
-
-def client_of(caller: Principal) -> str | None:
-    return None if caller.is_anonymous else caller.name
 
 
 def backend_header(record: PredictionRecord) -> dict[str, str]:
@@ -488,7 +489,7 @@ def create_job(call: Call) -> Reply:
     submission = JobSubmission(
         image=data,
         heatmap=heatmap,
-        client=client_of(caller),
+        client=caller.client,
         version=version,
         request_id=request_id.get(),
     )
@@ -548,18 +549,17 @@ def oip_ready(call: Call) -> Reply:
 
 
 def icu_model(call: Call) -> Reply:
-    call.authorize(Permission.READ_OWN)
-    return call.icu("model")
+    return call.icu("model", call.authorize(Permission.READ_OWN))
 
 
 def icu_predict(call: Call) -> Reply:
-    call.authorize(Permission.PREDICT)
-    return call.icu("predict", *call.request.body_as_sent())
+    caller = call.authorize(Permission.PREDICT)
+    return call.icu("predict", caller, *call.request.body_as_sent())
 
 
 def icu_predict_batch(call: Call) -> Reply:
-    call.authorize(Permission.PREDICT)
-    return call.icu("predict_batch", *call.request.body_as_sent())
+    caller = call.authorize(Permission.PREDICT)
+    return call.icu("predict_batch", caller, *call.request.body_as_sent())
 
 
 def _arg(call: Call, index: int) -> str:
