@@ -9,6 +9,7 @@ references to it, to the resource it already has.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -39,7 +40,7 @@ def transaction_json(resources: list[dict[str, Any]]) -> dict[str, Any]:
     urls = {_key(r): full_url(r["resourceType"], r["id"]) for r in resources}
     entries = []
     for resource in resources:
-        body = _rewrite(resource, urls)
+        body = rewrite_references(resource, urls)
         body.pop("id")  # a create gets its id from the server, which ignores ours
         entries.append(
             {
@@ -59,14 +60,16 @@ def _key(resource: dict[str, Any]) -> str:
     return f"{resource['resourceType']}/{resource['id']}"
 
 
-def _rewrite(value: Any, urls: dict[str, str]) -> Any:
-    """A copy of ``value`` whose references to Bundle members are their full URLs."""
+def rewrite_references(value: Any, targets: Mapping[str, str]) -> Any:
+    """A copy of ``value`` whose literal references found in ``targets`` name their targets'
+    values instead: Bundle members by full URL here, transaction entries by stored id in
+    :mod:`aistack.fhir.transaction`."""
     if isinstance(value, dict):
-        copy = {key: _rewrite(item, urls) for key, item in value.items()}
+        copy = {key: rewrite_references(item, targets) for key, item in value.items()}
         literal = copy.get("reference")
-        if isinstance(literal, str) and literal in urls:
-            copy["reference"] = urls[literal]
+        if isinstance(literal, str) and literal in targets:
+            copy["reference"] = targets[literal]
         return copy
     if isinstance(value, list):
-        return [_rewrite(item, urls) for item in value]
+        return [rewrite_references(item, targets) for item in value]
     return value

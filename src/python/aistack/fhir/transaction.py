@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError
 
 from aistack.errors import BadRequest, InvalidRequest
-from aistack.fhir.bundle import conditional_query
+from aistack.fhir.bundle import conditional_query, rewrite_references
 from aistack.fhir.checks import bundle_problems
 from aistack.fhir.context import instant
 from aistack.fhir.device import ModelDescription
@@ -205,7 +204,7 @@ def run_transaction(
             )
         created = writer.create_all(
             [
-                resolve_references({**entries[index].resource, "id": new_id}, located)
+                rewrite_references({**entries[index].resource, "id": new_id}, located)
                 for index, new_id in ids.items()
             ],
             now,
@@ -213,19 +212,6 @@ def run_transaction(
         for index, stored in zip(ids, created, strict=True):
             results[index] = EntryResult(True, stored)
     return [result for result in results if result is not None]
-
-
-def resolve_references(value: Any, located: Mapping[str, str]) -> Any:
-    """A copy of ``value`` whose references to transaction entries name the stored ones."""
-    if isinstance(value, dict):
-        copy = {key: resolve_references(item, located) for key, item in value.items()}
-        literal = copy.get("reference")
-        if isinstance(literal, str) and literal in located:
-            copy["reference"] = located[literal]
-        return copy
-    if isinstance(value, list):
-        return [resolve_references(item, located) for item in value]
-    return value
 
 
 # --- The standalone service's prediction hook -----------------------------------------------
