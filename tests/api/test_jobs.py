@@ -4,7 +4,6 @@ across a restart."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from pathlib import Path
@@ -29,12 +28,11 @@ from aistack.xray.schemas import (
     v1_prediction,
     v2_prediction,
 )
-from tests.api.helpers import b64, gif_bytes
+from tests.api.helpers import b64, gif_bytes, unsigned
 from tests.conftest import MODEL_DIR
 
 JOBS = "/api/v2/xray/jobs"
 PREDICTIONS = "/api/v2/xray/predictions"
-TOKEN = re.compile(r"token=[^&\"]+")
 FINISHED = {"succeeded", "failed"}
 
 
@@ -48,11 +46,6 @@ def poll(client: httpx.Client | TestClient, job_id: str, timeout_s: float = 60) 
             return response.json()
         time.sleep(0.05)
     pytest.fail(f"job {job_id} did not finish in {timeout_s} s: {response.json()}")
-
-
-def unsigned(value: object) -> object:
-    """The JSON with URL signatures blanked: they carry the second they were made."""
-    return TOKEN.sub("token=", str(value))
 
 
 def submit(client: httpx.Client | TestClient, **request) -> dict:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from aistack.interop import rest, wiring
-from tests.api.helpers import b64
+from tests.api.helpers import b64, unsigned
 from tests.interop.iris_double import CspRequestDouble, StreamDouble
 
 V1 = "/covid19/api/v1/predict/"
@@ -85,7 +85,7 @@ def test_roles_map_to_the_project_permissions(running, sample_images):
 
     # READ_OWN: alice reads her own prediction, not bob's (404, as if it did not exist)
     mine = call("get_prediction", "alice", "AIStackPredict", own_id, url=f"{V2}/{own_id}")
-    assert mine.status == 200 and json.loads(mine.body) == prediction
+    assert mine.status == 200 and unsigned(json.loads(mine.body)) == unsigned(prediction)
     theirs = call("get_prediction", "alice", "AIStackPredict", other_id, url=f"{V2}/{other_id}")
     assert theirs.status == 404
     assert error_of(theirs)["message"] == f"no prediction with id {other_id!r}"
