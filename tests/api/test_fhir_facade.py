@@ -23,12 +23,21 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
+from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from aistack.api.app import create_app
 from aistack.config import Settings
 from aistack.fhir import MediaLinks, ModelDescription, build_prediction_resources
+from aistack.fhir.bundle import transaction_json
 from aistack.fhir.codes import PREDICTION_SYSTEM
-from aistack.fhir.search import PARAMETERS, SUPPORTED_TYPES
+from aistack.fhir.risk import (
+    ICU_PREDICTION_SYSTEM,
+    PATIENT_VISIT_SYSTEM,
+    TRAINING_DATA_SYSTEM,
+    check_risk_assessment,
+)
+from aistack.fhir.search import PARAMETERS, SUPPORTED_TYPES, TRANSACTION_TYPES
+from aistack.runtime import Runtime
 from aistack.store import PredictionRecord, PredictionStore
 from tests.api.helpers import b64
 
@@ -162,7 +171,9 @@ def test_the_capability_statement_is_valid_r4_and_lists_exactly_what_is_served(l
         assert [i["code"] for i in resource["interaction"]] == ["read", "search-type"]
         listed = {p["name"] for p in resource["searchParam"]}
         assert listed == {p for p in PARAMETERS[resource["type"]] if ":" not in p}
-        assert resource["conditionalCreate"] is True
+        assert resource["conditionalCreate"] is (resource["type"] in TRANSACTION_TYPES)
+    (risk,) = [r for r in rest["resource"] if r["type"] == "RiskAssessment"]
+    assert "ICU-admission prediction" in risk["documentation"]
 
 
 # --- Transactions ---------------------------------------------------------------------------
@@ -338,7 +349,13 @@ def test_a_read_key_reads_and_searches_but_may_not_write(live_server, keys, mode
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", f"{FHIR}/Observation"), ("GET", f"{FHIR}/Device/x"), ("POST", FHIR)],
+    [
+        ("GET", f"{FHIR}/Observation"),
+        ("GET", f"{FHIR}/Device/x"),
+        ("GET", f"{FHIR}/RiskAssessment"),
+        ("GET", f"{FHIR}/RiskAssessment/risk-x"),
+        ("POST", FHIR),
+    ],
 )
 def test_no_key_or_a_bad_key_is_a_401_outcome_with_a_challenge(live_server, method, path):
     for headers in ({}, {"X-API-Key": "ask_000000000000_" + "A" * 43}):
@@ -509,3 +526,119 @@ def test_stored_media_point_at_unexpiring_urls(api, live_server, sample_images):
     assert url == f"{live_server.url}/static/result/{prediction['id']}.jpg"  # no token
     assert api.get(url).status_code == 200  # a key reads it
     assert httpx.get(url).status_code == 401
+
+
+# --- The ICU prediction's RiskAssessment ----------------------------------------------------
+
+ICU_PREDICT = "/icu/api/v1/predict"
+ICU_ROW = {"AGE_PERCENTIL": "70th", "RESPIRATORY_RATE_MAX": -0.2, "PCR_MEDIAN": -0.85}
+
+
+@pytest.fixture(scope="module")
+def icu_answer(live_server, keys) -> dict:
+    """One ICU prediction, asked with a predict key, for a visit of this module's own."""
+    row = {"PATIENT_VISIT_IDENTIFIER": f"V-{RUN}", **ICU_ROW}
+    headers = {"Authorization": f"Bearer {keys['predict']}"}
+    answer = httpx.post(f"{live_server.url}{ICU_PREDICT}", json=row, headers=headers, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def reader(live_server, keys) -> httpx.Client:
+    return httpx.Client(
+        base_url=live_server.url, headers={"Authorization": f"Bearer {keys['read']}"}
+    )
+
+
+def test_an_icu_prediction_is_stored_as_answered_and_a_read_key_reads_it(
+    live_server, keys, icu_answer
+):
+    sent = icu_answer["fhir"]
+    with reader(live_server, keys) as client:
+        answer = client.get(f"{FHIR}/RiskAssessment/{sent['id']}")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith(FHIR_JSON)
+    assert answer.headers["etag"] == 'W/"1"' and answer.headers["last-modified"]
+    stored = answer.json()
+    RiskAssessment.model_validate(stored)  # valid R4 (R4B's model: RiskAssessment is the same)
+    check_risk_assessment(stored)  # and the project's R4 and coding checks
+    meta = dict(stored["meta"])
+    assert meta.pop("versionId") == "1"
+    assert datetime.fromisoformat(meta.pop("lastUpdated")) >= datetime.fromisoformat(
+        sent["occurrenceDateTime"]
+    )
+    assert {**stored, "meta": meta} == sent  # the answer's own, plus the store's meta
+
+
+def test_an_icu_prediction_is_found_by_its_visit_and_its_identifier(live_server, keys, icu_answer):
+    sent = icu_answer["fhir"]
+    (identifier,) = sent["identifier"]
+    assert identifier["system"] == ICU_PREDICTION_SYSTEM
+    assert sent["id"] == f"risk-{identifier['value']}"
+    visit = f"V-{RUN}"
+    with reader(live_server, keys) as client:
+        for params in (
+            {"subject:identifier": visit},
+            {"subject:identifier": f"{PATIENT_VISIT_SYSTEM}|{visit}"},
+            {"identifier": f"{ICU_PREDICTION_SYSTEM}|{identifier['value']}"},
+            {"subject:identifier": visit, "date": f"ge{sent['occurrenceDateTime'][:10]}"},
+        ):
+            found = search(client, "RiskAssessment", **params)
+            Bundle.model_validate(found)
+            assert found["total"] == 1, params
+            (entry,) = found["entry"]
+            assert entry["fullUrl"] == f"{live_server.url}{FHIR}/RiskAssessment/{sent['id']}"
+            assert entry["resource"]["id"] == sent["id"]
+        assert search(client, "RiskAssessment", **{"subject:identifier": "V-none"})["total"] == 0
+        # What it contains is part of it, not a resource of its own.
+        assert search(client, "Observation", **{"subject:identifier": visit})["total"] == 0
+        device = {
+            "identifier": f"{TRAINING_DATA_SYSTEM}|{icu_answer['model']['training_data_hash']}"
+        }
+        assert search(client, "Device", **device)["total"] == 0
+
+
+def test_an_icu_batch_stores_no_risk_assessment(live_server, keys):
+    visit = f"B-{RUN}"
+    with reader(live_server, keys) as client:
+        before = search(client, "RiskAssessment", _count="0")["total"]
+        headers = {"Authorization": f"Bearer {keys['predict']}"}
+        rows = [{"PATIENT_VISIT_IDENTIFIER": visit, **ICU_ROW}, {"GENDER": 1}]
+        batch = httpx.post(
+            f"{live_server.url}{ICU_PREDICT}/batch", json=rows, headers=headers, timeout=60
+        )
+        assert batch.status_code == 200 and batch.json()["count"] == 2, batch.text
+        assert search(client, "RiskAssessment", **{"subject:identifier": visit})["total"] == 0
+        assert search(client, "RiskAssessment", _count="0")["total"] == before
+
+
+def test_a_predict_key_or_no_key_may_not_read_a_risk_assessment(live_server, keys, icu_answer):
+    url = f"{live_server.url}{FHIR}/RiskAssessment/{icu_answer['fhir']['id']}"
+    outcome(httpx.get(url), 401, "login", "unauthorized")
+    predict_key = {"Authorization": f"Bearer {keys['predict']}"}
+    outcome(httpx.get(url, headers=predict_key), 403, "forbidden", "forbidden")
+
+
+def test_a_transaction_may_not_create_a_risk_assessment(api, icu_answer):
+    """The CapabilityStatement says so: the service alone stores them."""
+    resent = transaction_json([icu_answer["fhir"]])  # what a publisher would send
+    outcome(post_bundle(api, resent), 422, "invalid", "invalid_request")
+    identifier = icu_answer["fhir"]["identifier"][0]["value"]
+    found = search(api, "RiskAssessment", identifier=f"{ICU_PREDICTION_SYSTEM}|{identifier}")
+    assert found["total"] == 1
+
+
+def test_the_runtimes_hook_stores_a_risk_assessment_once_however_often_it_comes(
+    tmp_path, icu_answer
+):
+    """In process: the hook the standalone runtime gives the ICU service."""
+    runtime = Runtime(Settings(var_dir=tmp_path, auth=False))
+    try:
+        resource = icu_answer["fhir"]
+        for _ in range(3):
+            runtime.record_risk(resource)
+        assert runtime.fhir_store.count() == runtime.fhir_store.count("RiskAssessment") == 1
+        stored = runtime.fhir_store.read("RiskAssessment", resource["id"]).json()
+        assert stored["identifier"] == resource["identifier"]
+    finally:
+        runtime.store.close()

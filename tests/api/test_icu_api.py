@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from aistack.api.app import create_app
 from aistack.bench.local_server import LocalServer
 from aistack.config import Settings
-from aistack.fhir.risk import check_risk_assessment
+from aistack.fhir.risk import ICU_PREDICTION_SYSTEM, check_risk_assessment
 from aistack.icu.columns import column_label
 from aistack.icu.local import load_local
 from aistack.icu.predictor import predict
@@ -134,6 +134,9 @@ def test_a_row_is_answered_as_the_core_predicts_it_with_a_valid_risk_assessment(
     resource = answer["fhir"]
     check_risk_assessment(resource)  # fhir.resources and the project's checks
     assert resource["prediction"][0]["probabilityDecimal"] == answer["probability"]
+    assert resource["identifier"] == [  # what the FHIR server finds it by (test_fhir_facade.py)
+        {"system": ICU_PREDICTION_SYSTEM, "value": resource["id"].removeprefix("risk-")}
+    ]
     by_id = {f"#{c['id']}": c for c in resource["contained"]}
     performer = by_id[resource["performer"]["reference"]]
     assert performer["resourceType"] == "Device"
@@ -263,28 +266,38 @@ def test_the_openapi_document_declares_the_routes_bodies_and_errors(live_server)
     assert {"400", "413", "415", "422"} <= set(schema["paths"][BATCH]["post"]["responses"])
 
 
-def test_the_documented_curl_examples_work(live_server, keys, tmp_path):
-    examples = [
-        e
-        for e in re.findall(r"```sh\n(.*?)```", ICU_DOC.read_text(), re.DOTALL)
-        if "/icu/api/v1/" in e
+def documented_examples(needle: str) -> list[str]:
+    """The ```sh blocks of docs/ICU.md that name ``needle``."""
+    return [
+        e for e in re.findall(r"```sh\n(.*?)```", ICU_DOC.read_text(), re.DOTALL) if needle in e
     ]
+
+
+def run_example(example: str, url: str, key: str, cwd: Path) -> dict:
+    run = subprocess.run(
+        ["bash", "-c", example.replace("http://127.0.0.1:8088", url)],
+        cwd=cwd,
+        env={"AISTACK_API_KEY": key, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_the_documented_curl_examples_work(live_server, keys, tmp_path):
+    examples = documented_examples("/icu/api/v1/")
     assert len(examples) == 3
-    answers = []
-    for example in examples:
-        run = subprocess.run(
-            ["bash", "-c", example.replace("http://127.0.0.1:8088", live_server.url)],
-            cwd=tmp_path,
-            env={"AISTACK_API_KEY": keys["predict"], "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert run.returncode == 0, run.stderr
-        answers.append(json.loads(run.stdout))
+    answers = [run_example(e, live_server.url, keys["predict"], tmp_path) for e in examples]
     assert answers[0]["fhir"]["resourceType"] == "RiskAssessment"
     assert f'"probability": {answers[0]["probability"]}' in ICU_DOC.read_text()
     assert answers[1]["count"] == answers[2]["count"] == 2
+    (search,) = documented_examples("/fhir/r4/RiskAssessment")
+    found = run_example(search, live_server.url, keys["read"], tmp_path)  # a read key reads it
+    assert found["resourceType"] == "Bundle" and found["total"] >= 1  # the first example's
+    for entry in found["entry"]:
+        assert entry["resource"]["subject"]["identifier"]["value"] == "17"
 
 
 def test_an_icu_model_that_cannot_load_is_a_503_on_the_icu_routes_only(tmp_path):

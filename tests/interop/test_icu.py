@@ -6,7 +6,10 @@ production, and ``EmbeddedIrisDouble`` answers ``iris_ep.install().dbapi.connect
 installer's own code (``icu_setup.ensure_model``) has trained the model, with the committed
 local model installed as the double's trained model. The REST layer, the business service,
 the operation, every message's serialization, the core's ``IcuService`` and
-``IntegratedMLPredictor`` and its SQL run as they do in IRIS.
+``IntegratedMLPredictor`` and its SQL run as they do in IRIS. The RiskAssessment of a single
+prediction goes on through IRIS's queue to the ``FhirPublisher`` operation, which publishes it
+over real HTTP to a double of IRIS for Health's FHIR endpoint (``FhirServerDouble``), behind
+``FhirFront``, the double of the network in front of it that fails or goes away on demand.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import json
 import logging
 import re
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,8 @@ import sqlalchemy as sa
 from iop.messages.dispatch import dispatch_deserializer, dispatch_serializer
 
 from aistack.errors import AistackError, InvalidRequest
+from aistack.fhir.publish import FhirPublisher, PublishError, PublishRejected
+from aistack.http_contract import REQUEST_ID_HEADER
 from aistack.icu import integratedml as iml
 from aistack.icu.dataset import LABEL, PreparedTable, load_prepared
 from aistack.icu.defaults import WORKBOOK_NAME
@@ -36,7 +43,13 @@ from aistack.icu.local import LocalPredictor, load_local
 from aistack.icu.service import IcuService
 from aistack.interop import icu_setup, rest, wiring
 from aistack.interop.icu import ICU_OPERATION, NOT_TRAINED, IntegratedMLOperation
-from aistack.interop.messages import ErrorReply, IcuReply, IcuRequest
+from aistack.interop.messages import (
+    ErrorReply,
+    FhirResourcePublishReply,
+    FhirResourcePublishRequest,
+    IcuReply,
+    IcuRequest,
+)
 from aistack.xray.request_body import parse_multipart
 from tests.conftest import DATA_DIR
 from tests.doubles.iris_dbapi import (
@@ -44,7 +57,10 @@ from tests.doubles.iris_dbapi import (
     EmbeddedIrisDouble,
     IrisDbApiDouble,
 )
-from tests.interop.iris_double import CspRequestDouble
+from tests.interop.fhir_server_double import FhirServerDouble
+from tests.interop.iris_double import CspRequestDouble, HostDouble, MessageDouble
+from tests.interop.test_fhir_operation import PUBLISHER, deliver, iris_action, queued_publish
+from tests.unit.test_fhir_publish import FhirFront
 
 WORKBOOK = DATA_DIR / "icu" / WORKBOOK_NAME
 MODEL = "/icu/api/v1/model"
@@ -54,8 +70,10 @@ OPERATION_OF = {MODEL: "icu_model", PREDICT: "icu_predict", BATCH: "icu_predict_
 JSON_TYPE = "application/json"
 NOWHERE = "http://127.0.0.1:9"
 """The TF Serving operations' address: the ICU tests send them nothing."""
-VARYING_FHIR = {"id", "occurrenceDateTime"}
-"""What differs between two RiskAssessments of the same prediction (a fresh id, the time)."""
+VARYING_FHIR = {"id", "identifier", "occurrenceDateTime"}
+"""What differs between two RiskAssessments of the same prediction (a fresh id and the
+identifier made of it, the time)."""
+ICU_PREDICTION_SYSTEM = "urn:aistack:icu-prediction"
 NAMES = iml.IrisNames()
 
 
@@ -484,6 +502,7 @@ def test_the_operation_is_declared_with_its_documented_settings():
     items = {item.name: item for item in prod.items}
     assert items[ICU_OPERATION].component_class is IntegratedMLOperation
     assert items[ICU_OPERATION].pool_size == 1
+    assert items[ICU_OPERATION].host_settings == {"FhirPublisher": "FhirPublisher"}  # target
     assert items["IcuPredictService"].pool_size == 0
     assert items["IcuPredictService"].host_settings["timeout_s"] == 55.0
     host = {s["@Name"]: s["#text"] for s in items[ICU_OPERATION].other_settings}
@@ -557,6 +576,214 @@ def test_both_runtimes_answer_in_the_same_shape_with_the_same_probabilities(
     local, iris = answer.json(), json.loads(reply.body)
     assert list(iris) == list(local) and iris["features"] == local["features"]
     assert [f["name"] for f in iris["form_fields"]] == [f["name"] for f in local["form_fields"]]
+
+
+# -- the RiskAssessment to the FHIR server, through IRIS's queue -------------------------------
+
+
+@pytest.fixture
+def fhir_server() -> Iterator[FhirServerDouble]:
+    """IRIS for Health's FHIR endpoint, signing the publisher in as an IRIS user."""
+    server = FhirServerDouble(user="AIStackFhirPublisher", password=uuid.uuid4().hex).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def publishing(
+    monkeypatch: pytest.MonkeyPatch, var_dir, fhir_server: FhirServerDouble
+) -> Iterator[FhirFront]:
+    """The iris service's environment with publishing on, through the network double."""
+    front = FhirFront(upstream=fhir_server.url).start()
+    monkeypatch.setenv("AISTACK_FHIR_PUBLISH_URL", front.fhir_url)
+    monkeypatch.setenv("AISTACK_FHIR_PUBLISH_USER", fhir_server.user)
+    monkeypatch.setenv("AISTACK_FHIR_PUBLISH_PASSWORD", fhir_server.password)
+    yield front
+    front.close()
+
+
+def risk_assessments(server: FhirServerDouble, token: str) -> list[dict[str, Any]]:
+    """``GET [base]/RiskAssessment?identifier=`` on the server, as docs/IRIS.md searches."""
+    answer = httpx.get(
+        f"{server.fhir_url}/RiskAssessment",
+        params={"identifier": token},
+        auth=(server.user, server.password),
+        trust_env=False,
+    )
+    assert answer.status_code == 200, answer.text
+    return [entry["resource"] for entry in answer.json()["entry"]]
+
+
+def publishes(running) -> list[tuple[str, str, str]]:
+    """What was sent to FhirPublisher, by whom and how."""
+    return [sent for sent in running.sent if sent[1] == PUBLISHER]
+
+
+def risk_token(resource: dict[str, Any]) -> str:
+    """The RiskAssessment's identifier as a FHIR token (``system|value``)."""
+    (identifier,) = resource["identifier"]
+    assert identifier["system"] == ICU_PREDICTION_SYSTEM
+    assert resource["id"] == f"risk-{identifier['value']}"
+    return f"{ICU_PREDICTION_SYSTEM}|{identifier['value']}"
+
+
+def test_a_single_prediction_queues_exactly_its_risk_assessment_for_the_publisher(
+    running, publishing, database, rows
+):
+    body = as_json(rows[0])
+    reply = call(PREDICT, body=body)
+    assert reply.status == 200, reply.body
+    answer = json.loads(reply.body)
+    # The answer is the core service's, publishing or not.
+    assert comparable(answer) == comparable(service_over(database).predict_json(body, JSON_TYPE))
+    assert publishes(running) == [(ICU_OPERATION, PUBLISHER, "async")]
+    _target, classname, text = queued_publish(running)
+    stored = MessageDouble()  # the queue entry as IRIS hands it to the operation
+    stored.classname, stored.json = classname, text
+    queued = dispatch_deserializer(stored)
+    assert isinstance(queued, FhirResourcePublishRequest)
+    assert queued.resource == answer["fhir"]  # the RiskAssessment answered, value for value
+    assert queued.request_id == reply.headers[REQUEST_ID_HEADER]
+    risk_token(queued.resource)
+    assert publishing.seen == []  # the answer left before anything was published
+
+
+def test_the_publisher_creates_the_risk_assessment_once_however_often_it_is_delivered(
+    running, publishing, fhir_server, iris, rows
+):
+    answer = json.loads(call(PREDICT, body=as_json(rows[1])).body)
+    token = risk_token(answer["fhir"])
+    entry = queued_publish(running)
+    assert risk_assessments(fhir_server, token) == []
+
+    published = deliver(running, entry)
+    assert isinstance(published, FhirResourcePublishReply)
+    assert (published.resource_type, published.identifier) == ("RiskAssessment", token)
+    assert (published.created, published.existing, len(published.locations)) == (1, 0, 1)
+    (post,) = publishing.posts()
+    bundle = json.loads(post.body)
+    assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "transaction")
+    (sent,) = bundle["entry"]
+    assert sent["request"] == {
+        "method": "POST",
+        "url": "RiskAssessment",
+        "ifNoneExist": f"identifier={token}",
+    }
+    # The resource as answered; a create's id is the server's to give.
+    assert sent["resource"] == {k: v for k, v in answer["fhir"].items() if k != "id"}
+
+    again = deliver(running, entry)  # IRIS delivers the message again (a restart mid-reply)
+    assert (again.created, again.existing) == (0, 1)
+    assert again.locations == published.locations
+    logged = [text for level, _, text in iris.event_log if level == 4]
+    assert f"RiskAssessment {token} published: 0 created, 1 already there" in logged
+    (stored,) = risk_assessments(fhir_server, token)
+    assert published.locations == [f"RiskAssessment/{stored['id']}/_history/1"]
+    # What the server keeps is the answer's RiskAssessment, under an id of its own.
+    assert {k: v for k, v in stored.items() if k not in ("id", "meta")} == {
+        k: v for k, v in answer["fhir"].items() if k not in ("id", "meta")
+    }
+    assert stored["meta"]["security"] == answer["fhir"]["meta"]["security"]
+
+
+def test_a_refused_risk_assessment_fails_at_once_and_an_absent_server_is_retried(
+    running, publishing, fhir_server, iris, rows
+):
+    running.overrides[PUBLISHER] = {"attempts": 1}
+    answer = json.loads(call(PREDICT, body=as_json(rows[2])).body)
+    token = risk_token(answer["fhir"])
+    entry = queued_publish(running)
+
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "invalid", "diagnostics": "not this one"}],
+    }
+    publishing.fail(422, body=outcome)
+    with pytest.raises(PublishRejected, match="answered 422: not this one") as refused:
+        deliver(running, entry)
+    assert iris_action(refused.value) == "F"  # ReplyCodeActions: failed, an alert; no retry
+
+    publishing.stop()  # the server is away
+    with pytest.raises(PublishError) as away:
+        deliver(running, entry)
+    assert type(away.value) is PublishError and iris_action(away.value) == "R"
+    warnings = [text for level, _, text in iris.event_log if level == 3]
+    assert any(answer["fhir"]["id"] in text for text in warnings), iris.event_log
+
+    publishing.start()  # IRIS's retry delivers the same message: created once
+    assert deliver(running, entry).created == 1
+    assert len(risk_assessments(fhir_server, token)) == 1
+
+
+def test_a_resource_without_an_identifier_is_refused_without_a_request(running, publishing, rows):
+    answer = json.loads(call(PREDICT, body=as_json(rows[3])).body)
+    queued_publish(running)
+    anonymous = {k: v for k, v in answer["fhir"].items() if k != "identifier"}
+    message = dispatch_serializer(FhirResourcePublishRequest(resource=anonymous))
+    with pytest.raises(PublishRejected, match="has no identifier") as raised:
+        running.deliver(PUBLISHER, message)
+    assert iris_action(raised.value) == "F"
+    assert publishing.seen == []
+
+
+def test_a_batch_publishes_nothing(running, publishing, rows):
+    reply = call(BATCH, body=as_json(rows))
+    assert reply.status == 200, reply.body
+    assert "fhir" not in json.loads(reply.body)
+    assert publishes(running) == [] and len(running.queue) == 0
+
+
+def test_without_a_publish_url_nothing_is_sent_and_the_answer_is_the_same(
+    running, database, rows, monkeypatch
+):
+    monkeypatch.delenv("AISTACK_FHIR_PUBLISH_URL", raising=False)
+    body = as_json(rows[0])
+    reply = call(PREDICT, body=body)
+    assert reply.status == 200, reply.body
+    assert comparable(json.loads(reply.body)) == comparable(
+        service_over(database).predict_json(body, JSON_TYPE)
+    )
+    assert publishes(running) == [] and len(running.queue) == 0
+
+
+def test_a_risk_assessment_that_cannot_be_queued_leaves_the_answer_alone(
+    running, publishing, iris, database, rows, monkeypatch
+):
+    def refuse(host: HostDouble, target: str, request: Any, *rest: Any) -> None:
+        raise RuntimeError("ERROR #5002: queue full")
+
+    monkeypatch.setattr(HostDouble, "dispatchSendRequestAsync", refuse)
+    body = as_json(rows[0])
+    reply = call(PREDICT, body=body)
+    assert reply.status == 200, reply.body
+    assert comparable(json.loads(reply.body)) == comparable(
+        service_over(database).predict_json(body, JSON_TYPE)
+    )
+    errors = [text for level, _, text in iris.event_log if level == 2]
+    assert any("not queued for FHIR publishing" in text for text in errors), iris.event_log
+
+
+def test_the_fhir_server_double_refuses_what_a_fhir_server_refuses(fhir_server):
+    """The double is only worth its passes if it refuses: an invalid resource (400, the
+    Bundle refused) and a caller it does not know (401, credentials)."""
+    invalid = {"resourceType": "RiskAssessment", "status": "final", "prediction": "high"}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": invalid, "request": {"method": "POST", "url": "RiskAssessment"}}],
+    }
+    signed_in = FhirPublisher(
+        fhir_server.fhir_url, user=fhir_server.user, password=fhir_server.password, attempts=1
+    )
+    with pytest.raises(PublishRejected, match="answered 400: entry 0: not a valid RiskAssessment"):
+        signed_in.publish(bundle)
+    stranger = FhirPublisher(fhir_server.fhir_url, user="nobody", password="x", attempts=1)
+    with pytest.raises(PublishError) as refused:
+        stranger.publish(bundle)
+    assert type(refused.value) is PublishError and refused.value.status == 401
+    assert fhir_server.resources == {}
+    signed_in.close()
+    stranger.close()
 
 
 # -- docs/IRIS.md's statements for the Management Portal ---------------------------------------

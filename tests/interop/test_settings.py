@@ -46,7 +46,8 @@ def test_a_misspelt_setting_fails_the_migration(tmp_path: Path, right: str, wron
 
 
 def test_the_graph_routes_services_to_the_router_and_the_router_to_both_backends():
-    """And ICU requests from their service to the IntegratedML operation."""
+    """And ICU requests from their service to the IntegratedML operation, which hands its
+    RiskAssessments to the same FhirPublisher as the router."""
     graph = settings.prod
     edges = {(edge.source_item, edge.target) for edge in graph.graph().edges}
     assert edges == {
@@ -56,6 +57,7 @@ def test_the_graph_routes_services_to_the_router_and_the_router_to_both_backends
         ("XRayRouter", "TfServingCpu"),
         ("XRayRouter", "FhirPublisher"),
         ("IcuPredictService", "IntegratedML"),
+        ("IntegratedML", "FhirPublisher"),
     }
     items = {item.name: item for item in graph.items}
     assert items["TfServingGpu"].host_settings["url"] == "http://tfserving-gpu:8501"

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import replace
 
 import pytest
 from fhir.resources.R4B.riskassessment import RiskAssessment, RiskAssessmentPrediction
 
+from aistack.fhir.bundle import conditional_query
 from aistack.fhir.checks import FhirCheckError, resource_problems
 from aistack.fhir.codes import SNOMED, UCUM, snomed_id_is_valid
 from aistack.fhir.risk import (
     ICU_ADMISSION,
     ICU_COLUMN_SYSTEM,
+    ICU_PREDICTION_SYSTEM,
     R4_RISK_ASSESSMENT,
     R4_RISK_PREDICTION,
     TRAINING_DATA_SYSTEM,
@@ -82,6 +85,19 @@ def test_the_probability_outcome_and_subject_are_the_predictions(resource, answe
         "value": "17",
     }
     assert resource["meta"]["security"][0]["code"] == "AIAST"
+
+
+def test_the_identifier_names_the_prediction_by_the_uuid_of_its_id(resource, local, answer):
+    (identifier,) = resource["identifier"]
+    assert identifier["system"] == ICU_PREDICTION_SYSTEM == "urn:aistack:icu-prediction"
+    assert re.fullmatch("[0-9a-f]{32}", identifier["value"])
+    assert resource["id"] == f"risk-{identifier['value']}"
+    # What a FHIR server's conditional create searches, so a resent one is not stored again.
+    assert (
+        conditional_query(resource) == f"identifier={ICU_PREDICTION_SYSTEM}|{identifier['value']}"
+    )
+    again = risk_assessment_json(answer, local.metadata, MEASURED)
+    assert again["identifier"][0]["value"] != identifier["value"]  # one per prediction
 
 
 def test_the_performer_is_the_models_device_identified_by_version_and_training_data(

@@ -23,11 +23,19 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from aistack.auth.signing import UrlSigner
 from aistack.errors import AistackError, BadRequest, InvalidRequest
 from aistack.fhir import MediaLinks, ModelDescription, build_prediction_resources
+from aistack.fhir.bundle import transaction_json
 from aistack.fhir.resource_store import (
     MAX_RESOURCE_CHARS,
     TABLES,
     ResourceStore,
     StoredResource,
+)
+from aistack.fhir.risk import (
+    ICU_COLUMN_SYSTEM,
+    ICU_PREDICTION_SYSTEM,
+    PATIENT_VISIT_SYSTEM,
+    TRAINING_DATA_SYSTEM,
+    risk_assessment_json,
 )
 from aistack.fhir.search import (
     DATE_LIST,
@@ -37,8 +45,11 @@ from aistack.fhir.search import (
     MAX_VALUE_CHARS,
     PARAMETERS,
     REFERENCE_LIST,
+    SUPPORTED_TYPES,
     TOKEN_LIST,
+    TRANSACTION_TYPES,
     date_range,
+    index_of,
     parse_search,
 )
 from aistack.fhir.transaction import (
@@ -48,6 +59,8 @@ from aistack.fhir.transaction import (
     parse_transaction,
     run_transaction,
 )
+from aistack.icu.local import load_local
+from aistack.icu.predictor import IcuPrediction, ModelMetadata, predict
 from aistack.store import PredictionRecord, PredictionStore
 from aistack.xray.links import FileLinks
 
@@ -363,6 +376,114 @@ def test_criteria_of_different_parameters_combine(store):
     assert found == {"hit"}
 
 
+# --- RiskAssessment: an ICU prediction, with its model Device and values contained ----------
+
+MAY_FIRST = datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def icu() -> tuple[IcuPrediction, ModelMetadata]:
+    """One answer of the committed ICU model, and the model's metadata."""
+    model = load_local()
+    return predict(model, [{"PCR_MEDIAN": -0.85}])[0], model.metadata
+
+
+def risk(icu, subject_id: str | None = None, issued: datetime = MAY_FIRST, **elements) -> dict:
+    """A RiskAssessment as the ICU service builds it (``elements`` replace its own)."""
+    answer, meta = icu
+    resource = risk_assessment_json(
+        answer, meta, {"PCR_MEDIAN": -0.85}, subject_id=subject_id, issued=issued
+    )
+    return {**resource, **elements}
+
+
+def test_a_risk_assessment_indexes_its_identifier_subject_and_occurrence_only(icu):
+    identified = risk(icu, "17")
+    key = identified["identifier"][0]["value"]
+    index = index_of(identified)
+    assert index.subject is None  # a logical reference: no literal one to index
+    assert index.tokens == (
+        ("identifier", ICU_PREDICTION_SYSTEM, key),
+        ("subject:identifier", PATIENT_VISIT_SYSTEM, "17"),
+    )  # nothing of the contained Device and Observations
+    assert index.date == date_range("2024-05-01T12:00:00Z")  # occurrenceDateTime, to the second
+    display_only = index_of(risk(icu))
+    assert display_only.subject is None and [t[0] for t in display_only.tokens] == ["identifier"]
+    identifier_only = risk(
+        icu, subject={"identifier": {"system": PATIENT_VISIT_SYSTEM, "value": "9"}}
+    )
+    assert ("subject:identifier", PATIENT_VISIT_SYSTEM, "9") in index_of(identifier_only).tokens
+    literal = index_of(risk(icu, subject={"reference": f"{BASE}/Patient/p1"}), BASE)
+    assert literal.subject == "Patient/p1"
+    undated = {k: v for k, v in identified.items() if k != "occurrenceDateTime"}
+    assert index_of(undated).date is None
+    period = risk(icu, occurrencePeriod={"start": "2024-05-01"})
+    del period["occurrenceDateTime"]
+    assert index_of(period).date.start == datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def test_risk_assessments_are_found_by_identifier_subject_date_tag_and_last_updated(store, icu):
+    tagged = {**risk(icu)["meta"], "tag": [{"system": "urn:t", "code": "x"}]}
+    made = {
+        "first": risk(icu, "17"),
+        "second": risk(icu, "18", MAY_FIRST + timedelta(days=1), meta=tagged),
+        "anonymous": risk(icu, None, datetime(2024, 6, 1, tzinfo=UTC)),
+        "literal": risk(
+            icu, None, datetime(2023, 1, 1, tzinfo=UTC), subject={"reference": "Patient/p1"}
+        ),
+    }
+    add(store, made["first"], made["second"], now=datetime(2025, 1, 1, tzinfo=UTC))
+    add(store, made["anonymous"], made["literal"], now=datetime(2025, 2, 1, tzinfo=UTC))
+    names = {resource["id"]: name for name, resource in made.items()}
+
+    def found(**params) -> set[str]:
+        return {names[i] for i in ids(store, "RiskAssessment", **params)}
+
+    first_key = made["first"]["identifier"][0]["value"]
+    assert found(identifier=f"{ICU_PREDICTION_SYSTEM}|{first_key}") == {"first"}
+    assert found(identifier=first_key) == {"first"}
+    assert found(subject__identifier="17") == {"first"}
+    assert found(subject__identifier=f"{PATIENT_VISIT_SYSTEM}|18") == {"second"}
+    assert found(subject__identifier=f"{PATIENT_VISIT_SYSTEM}|") == {"first", "second"}
+    assert found(subject="Patient/p1") == found(subject="p1") == {"literal"}  # Patient or Group
+    assert found(subject="Group/p1") == set()
+    assert found(date="2024-05-01") == {"first"}
+    assert found(date="2024-05") == {"first", "second"}
+    assert found(date=["ge2024-05-02", "lt2024-07"]) == {"second", "anonymous"}
+    assert found(date="lt2024") == {"literal"}
+    assert found(_tag="urn:t|x") == {"second"}
+    assert found(_id=f"{made['first']['id']},{made['anonymous']['id']}") == {"first", "anonymous"}
+    assert found(_lastUpdated="2025-01") == {"first", "second"}
+    assert found(subject__identifier="17", date="2024-06") == set()  # criteria combine
+
+
+def test_what_a_risk_assessment_contains_is_not_stored_or_found_on_its_own(store, icu):
+    resource = risk(icu, "17")
+    device, observation_json = resource["contained"]
+    add(store, resource)
+    assert store.count() == store.count("RiskAssessment") == 1
+    assert store.read("Device", device["id"]) is None
+    assert ids(store, "Device", identifier=f"{TRAINING_DATA_SYSTEM}|") == set()
+    assert ids(store, "Observation", subject__identifier="17") == set()
+    assert ids(store, "Observation", code=f"{ICU_COLUMN_SYSTEM}|PCR_MEDIAN") == set()
+    stored = store.read("RiskAssessment", resource["id"]).json()
+    assert stored["contained"] == [device, observation_json]  # part of the RiskAssessment
+
+
+def test_risk_assessment_search_is_strict_too():
+    accepted = "_id, _lastUpdated, _tag, identifier, subject, subject:identifier, date"
+    with pytest.raises(BadRequest, match=f"accepted: {accepted}, _count, _offset"):
+        parse_search("RiskAssessment", [("code", "x")])  # R4 has no code search on it
+
+
+def test_a_transaction_may_not_create_a_risk_assessment(store, icu):
+    """The service stores its own; transactions are checked against the R4 table, which has
+    no RiskAssessment, so one is refused (as the CapabilityStatement says) and nothing stays."""
+    with pytest.raises(InvalidRequest):
+        run_transaction(store, parse_transaction(transaction_json([risk(icu, "17")]), BASE))
+    assert store.count() == 0
+
+
 # --- Paging ---------------------------------------------------------------------------------
 
 
@@ -572,8 +693,19 @@ def test_what_is_no_valid_transaction_is_refused_before_anything_is_stored(store
 
 
 def test_parameters_are_documented_for_every_supported_type():
-    assert set(PARAMETERS) == {"Observation", "DiagnosticReport", "Media", "Device", "Provenance"}
+    assert set(PARAMETERS) == set(SUPPORTED_TYPES)
+    assert set(SUPPORTED_TYPES) == {
+        "Observation",
+        "DiagnosticReport",
+        "Media",
+        "Device",
+        "Provenance",
+        "RiskAssessment",
+    }
+    assert "RiskAssessment" not in TRANSACTION_TYPES  # the service alone creates them
     assert "identifier" not in PARAMETERS["Provenance"]  # R4 Provenance has none
+    assert PARAMETERS["Observation"]["date"].element == "effective"
+    assert PARAMETERS["RiskAssessment"]["date"].element == "occurrence"
 
 
 def test_the_prediction_hook_stores_its_resources_and_never_fails_a_prediction(store, tmp_path):

@@ -205,6 +205,49 @@ def test_content_types_other_than_json_are_refused(service):
     refused(MissingInput, service.predict_json, b"  ", JSON)
 
 
+# --- the runtime's record of a single prediction's RiskAssessment
+
+
+def test_a_single_prediction_hands_its_risk_assessment_to_the_hook_and_a_batch_none(local):
+    recorded: list[dict] = []
+    service = IcuService(local, record_risk=recorded.append)
+    answer = service.predict_json(body(ROW), JSON)
+    assert recorded == [answer["fhir"]]  # before the answer is returned, as answered
+    service.batch_json(body([ROW, {"GENDER": 1}]), JSON)
+    service.batch_json(b"GENDER\n1\n", CSV)
+    assert len(recorded) == 1
+    refused(InvalidRequest, service.predict_json, body({"SHOE_SIZE": 1}), JSON)
+    assert len(recorded) == 1  # a refused row has no prediction to record
+
+
+def test_a_hook_that_fails_is_logged_by_type_and_the_prediction_is_answered(local, caplog):
+    def unreachable_store(resource: dict) -> None:
+        raise ConnectionError(f"the FHIR server did not take {json.dumps(resource)}")
+
+    service = IcuService(local, record_risk=unreachable_store)
+    with caplog.at_level(logging.INFO, logger="aistack.events"):
+        answer = service.predict_json(body(ROW), JSON, client="ward-7")
+    assert answer["fhir"]["resourceType"] == "RiskAssessment"
+    plain = IcuService(local).predict_json(body(ROW), JSON)
+    assert answer.keys() == plain.keys()
+    assert all(answer[key] == plain[key] for key in answer.keys() - {"fhir"})  # as without
+    (record,) = [r for r in caplog.records if "icu_risk_not_recorded" in r.message]
+    assert record.levelno == logging.WARNING
+    line = json.loads(record.message)
+    assert line["event"] == "icu_risk_not_recorded"
+    assert (line["risk_id"], line["error"]) == (answer["fhir"]["id"], "ConnectionError")
+    assert "PCR_MEDIAN" not in caplog.text and "did not take" not in caplog.text  # no values
+
+
+def test_from_settings_passes_the_hook(tmp_path):
+    from aistack.config import Settings  # noqa: PLC0415
+
+    recorded: list[dict] = []
+    service = IcuService.from_settings(Settings(var_dir=tmp_path), record_risk=recorded.append)
+    answer = service.predict_json(body({"GENDER": 1}), JSON)
+    assert recorded == [answer["fhir"]]
+
+
 # --- batches
 
 

@@ -1,5 +1,6 @@
 """Wires the core together for the standalone runtime: engine, store, files, service, jobs,
-and the ICU service (loaded on its first request, never holding up readiness).
+and the ICU service (loaded on its first request, never holding up readiness). Both keep
+their predictions' FHIR resources in the ``/fhir/r4`` facade's store (``fhir_store``).
 
 Models load in a background thread so the process answers ``/healthz`` at once and
 ``/readyz`` turns ready when the default version is warm. Every version on disk is served
@@ -15,16 +16,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aistack.auth.keys import KeyStore
 from aistack.auth.ratelimit import RateLimiter
 from aistack.auth.signing import UrlSigner, load_or_create_secret
 from aistack.config import Settings
 from aistack.errors import ModelNotFound, NotReady
+from aistack.fhir.bundle import conditional_query
 from aistack.fhir.outbox import FhirPublishing
 from aistack.fhir.resource_store import FHIR_BASE_PATH, ResourceStore
-from aistack.fhir.transaction import PredictionRecorder
+from aistack.fhir.transaction import Entry, PredictionRecorder, conditional, run_transaction
 from aistack.inference.backends import build_router
 from aistack.inference.engine import InferenceEngine
 from aistack.inference.versions import available_versions, choose_version, read_labels
@@ -249,7 +251,7 @@ class Runtime:
             from aistack.icu.service import IcuService  # noqa: PLC0415 - numpy, LightGBM
 
             try:
-                self._icu = IcuService.from_settings(self.settings)
+                self._icu = IcuService.from_settings(self.settings, record_risk=self.record_risk)
             except Exception as error:  # reported on the ICU routes, not a crash
                 log.exception("the ICU model failed to load")
                 self._icu_failure = (f"{type(error).__name__}: {error}", time.monotonic())
@@ -258,6 +260,15 @@ class Runtime:
             meta = self._icu.predictor.metadata
             log.info("ICU model %s v%s loaded", meta.backend, meta.version)
             return self._icu
+
+    def record_risk(self, resource: dict[str, Any]) -> None:
+        """Store an ICU prediction's RiskAssessment in the FHIR facade, under its own id.
+
+        A conditional create on its prediction identifier, as a publish to a FHIR server
+        would be: however often it arrives, it is stored once. The ICU service logs a failure.
+        """
+        condition = conditional(resource["resourceType"], conditional_query(resource))
+        run_transaction(self.fhir_store, [Entry(resource, None, condition, keep_id=True)])
 
     def close(self) -> None:
         self.job_runner.stop(self.settings.shutdown_grace_s)  # the running jobs finish first

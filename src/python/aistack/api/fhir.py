@@ -39,6 +39,7 @@ from aistack.fhir.search import (
     PARAMETERS,
     RESULT_PARAMETERS,
     SUPPORTED_TYPES,
+    TRANSACTION_TYPES,
     Parameter,
     SearchQuery,
     parse_search,
@@ -307,7 +308,7 @@ TRANSACTION_SCHEMA: dict[str, Any] = {
                     "resource": {
                         "type": "object",
                         "required": ["resourceType"],
-                        "properties": {"resourceType": {"enum": list(SUPPORTED_TYPES)}},
+                        "properties": {"resourceType": {"enum": list(TRANSACTION_TYPES)}},
                         "description": "a valid FHIR R4 resource passing the project's checks",
                     },
                     "request": {
@@ -315,7 +316,7 @@ TRANSACTION_SCHEMA: dict[str, Any] = {
                         "required": ["method", "url"],
                         "properties": {
                             "method": {"const": "POST"},
-                            "url": {"enum": list(SUPPORTED_TYPES)},
+                            "url": {"enum": list(TRANSACTION_TYPES)},
                             "ifNoneExist": {
                                 "type": "string",
                                 "description": "search query, e.g. identifier=system|value",

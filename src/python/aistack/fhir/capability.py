@@ -11,23 +11,30 @@ from datetime import datetime
 from typing import Any
 
 from aistack.fhir.context import instant
-from aistack.fhir.search import DEFAULT_COUNT, MAX_COUNT, PARAMETERS, SUPPORTED_TYPES
+from aistack.fhir.search import (
+    DEFAULT_COUNT,
+    MAX_COUNT,
+    PARAMETERS,
+    SUPPORTED_TYPES,
+    TRANSACTION_TYPES,
+)
 
 FHIR_VERSION = "4.0.1"
 FORMATS = ["json", "application/fhir+json"]
 
 REST_DOCUMENTATION = (
-    "The FHIR resources of aistack's AI results (chest X-ray classification): read, search "
-    "and transactions of conditional creates. Search is strict: an unknown or unsupported "
-    "parameter, modifier or prefix is refused with 400 and an OperationOutcome, never ignored. "
-    "Date prefixes: eq (default), gt, ge, lt, le; partial dates stand for their whole range; a "
-    f"time without zone is UTC. Paging: _count (default {DEFAULT_COUNT}, larger values give "
-    f"{MAX_COUNT}) and _offset; results come in the order they were stored, oldest first, so "
-    "an offset keeps its entries while new ones arrive. Resources are immutable once stored "
-    "(no update, delete or history). Transactions (POST to the base) take POST entries only, "
-    "each with a fullUrl and optionally ifNoneExist: all or nothing, references between "
-    "entries rewritten to the stored ids, a repeated transaction creates nothing new. JSON "
-    "only (application/fhir+json or application/json)."
+    "The FHIR resources of aistack's AI results (chest X-ray classification, ICU-admission "
+    "risk): read, search and transactions of conditional creates. Search is strict: an "
+    "unknown or unsupported parameter, modifier or prefix is refused with 400 and an "
+    "OperationOutcome, never ignored. Date prefixes: eq (default), gt, ge, lt, le; partial "
+    "dates stand for their whole range; a time without zone is UTC. Paging: _count (default "
+    f"{DEFAULT_COUNT}, larger values give {MAX_COUNT}) and _offset; results come in the order "
+    "they were stored, oldest first, so an offset keeps its entries while new ones arrive. "
+    "Resources are immutable once stored (no update, delete or history). Transactions (POST "
+    "to the base) take POST entries only, of the types marked conditionalCreate, each with a "
+    "fullUrl and optionally ifNoneExist: all or nothing, references between entries rewritten "
+    "to the stored ids, a repeated transaction creates nothing new. JSON only "
+    "(application/fhir+json or application/json)."
 )
 SECURITY_DESCRIPTION = (
     "An aistack API key, as 'Authorization: Bearer <key>' or 'X-API-Key: <key>': reads and "
@@ -38,6 +45,13 @@ TYPE_DOCUMENTATION = (
     "Created only by transactions (POST [base] with a transaction Bundle), or by the service "
     "itself for each prediction it stores."
 )
+SERVICE_MADE_DOCUMENTATION = {
+    "RiskAssessment": "Created only by the service itself, one for each single ICU-admission "
+    "prediction (POST /icu/api/v1/predict; batch rows are not stored), as the prediction's "
+    "answer carries it. Its model Device and the values it was given are contained resources: "
+    "part of it, not searchable on their own. Transactions do not take it.",
+}
+"""Types no transaction creates: what makes them instead."""
 
 
 def capability_statement(
@@ -73,12 +87,12 @@ def _resource(resource_type: str) -> dict[str, Any]:
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
-        "documentation": TYPE_DOCUMENTATION,
+        "documentation": SERVICE_MADE_DOCUMENTATION.get(resource_type, TYPE_DOCUMENTATION),
         "interaction": [{"code": "read"}, {"code": "search-type"}],
         "versioning": "versioned",
         "readHistory": False,
         "updateCreate": False,
-        "conditionalCreate": True,
+        "conditionalCreate": resource_type in TRANSACTION_TYPES,
         "conditionalRead": "not-supported",
         "conditionalUpdate": False,
         "conditionalDelete": "not-supported",

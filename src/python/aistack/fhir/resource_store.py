@@ -1,10 +1,12 @@
 """FHIR resources in the service's own database, with the columns search needs, indexed.
 
 One row per resource (its JSON, type, id, version, lastUpdated, and its subject and date range
-as columns), one row per searchable token (identifier, code, tag). Resources are immutable
-once stored: the store creates and reads, it never updates or deletes. So the insertion order
-(``seq``) is a stable sort key, and a page offset keeps pointing at the same entries while
-new resources arrive (they are appended at the end).
+as columns), one row per searchable token (identifier, code, tag). A contained resource (a
+RiskAssessment's Device and Observations) is part of its container's JSON: no row and no
+token of its own, so a search finds the container only. Resources are immutable once stored:
+the store creates and reads, it never updates or deletes. So the insertion order (``seq``) is
+a stable sort key, and a page offset keeps pointing at the same entries while new resources
+arrive (they are appended at the end).
 
 Writers take one lock row first, in the same database transaction: conditional creates ("make
 it unless one matches") then cannot interleave, even across processes sharing the database,
@@ -77,7 +79,8 @@ class FhirResourceRow(Base):
     """A literal subject reference, ``Type/id`` (or an absolute URL to another server)."""
     date_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     date_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    """``effective[x]`` as the half-open range ``[date_start, date_end)``."""
+    """The clinical date (``effective[x]``; a RiskAssessment's ``occurrence[x]``) as the
+    half-open range ``[date_start, date_end)``."""
 
     __table_args__ = (
         UniqueConstraint("resource_type", "id", name="uq_fhir_resources_type_id"),

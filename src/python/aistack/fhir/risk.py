@@ -10,7 +10,9 @@ promises a clinical unit these scaled numbers do not have.
 
 The model is identified by backend, version and the SHA-256 of its training data
 (``ModelMetadata``), as IHE AI Results asks of an algorithm identifier; the Device's id is
-derived from the three. The outcome is SNOMED CT "Admission to intensive care unit".
+derived from the three. The outcome is SNOMED CT "Admission to intensive care unit". Each
+RiskAssessment is identified by its prediction (:data:`ICU_PREDICTION_SYSTEM`, the uuid of
+its id), so a FHIR server keeps it once however often it is sent.
 
 Validation, on every build: fhir.resources (R4B models; RiskAssessment is the same in R4 and
 R4B) and :func:`risk_problems`, which applies the project's R4 and coding checks
@@ -52,6 +54,9 @@ TRAINING_DATA_SYSTEM = "urn:aistack:icu-training-data-sha256"
 """The rows a model was trained on, by the SHA-256 of the prepared table (Device.identifier)."""
 PATIENT_VISIT_SYSTEM = "urn:aistack:icu-patient-visit"
 """The workbook's ``PATIENT_VISIT_IDENTIFIER`` (RiskAssessment.subject.identifier)."""
+ICU_PREDICTION_SYSTEM = "urn:aistack:icu-prediction"
+"""One prediction, by the 32-hex uuid its RiskAssessment's id carries (``risk-<hex>``):
+what a conditional create searches, so that a stored or published one is never repeated."""
 
 
 STATUS = "final"
@@ -228,6 +233,7 @@ def risk_assessment_json(
     or pydantic's ValidationError when the result would not be valid R4.
     """
     issued = issued or datetime.now(UTC)
+    key = uuid.uuid4().hex
     subject = subject_reference(subject_id)
     device = icu_device_json(meta)
     observations = [
@@ -236,9 +242,10 @@ def risk_assessment_json(
     ]
     resource: dict[str, Any] = {
         "resourceType": "RiskAssessment",
-        "id": f"risk-{uuid.uuid4().hex}",
+        "id": f"risk-{key}",
         "meta": {"security": [AI_ASSERTED.coding()]},
         "contained": [device, *observations],
+        "identifier": [{"system": ICU_PREDICTION_SYSTEM, "value": key}],
         "status": STATUS,
         "method": {"text": METHODS.get(meta.backend, meta.backend)},
         "code": {"text": "Risk of ICU admission after the first two hours in hospital"},

@@ -20,11 +20,22 @@ from typing import Any
 
 from aistack.errors import BadRequest
 from aistack.fhir.r4 import FHIR_ID, R4_TYPES
+from aistack.fhir.risk import R4_RISK_ASSESSMENT
 
-SUPPORTED_TYPES = ("Observation", "DiagnosticReport", "Media", "Device", "Provenance")
-"""The resource types the store keeps, reads and searches: those of one prediction."""
-CLINICAL_TYPES = frozenset({"Observation", "DiagnosticReport"})
-"""Types with a subject, a code and a clinical date to search on."""
+SUPPORTED_TYPES = (
+    "Observation",
+    "DiagnosticReport",
+    "Media",
+    "Device",
+    "Provenance",
+    "RiskAssessment",
+)
+"""The resource types the store keeps, reads and searches: those of an X-ray prediction,
+and the RiskAssessment of an ICU prediction (its Device and Observations contained)."""
+TRANSACTION_TYPES = tuple(t for t in SUPPORTED_TYPES if t != "RiskAssessment")
+"""What a transaction may create. A RiskAssessment is stored by the ICU service itself:
+transactions are checked against the project's R4 element table, which has no
+RiskAssessment (``fhir.risk`` checks it with its own)."""
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 100
@@ -90,6 +101,8 @@ class Parameter:
     definition: str
     """The canonical SearchParameter (for the CapabilityStatement)."""
     documentation: str
+    element: str | None = None
+    """For a clinical date: the choice element it reads (``effective`` for effective[x])."""
 
     @property
     def max_repeats(self) -> int:
@@ -120,7 +133,22 @@ def _identifier(definition: str) -> Parameter:
     )
 
 
-def _clinical(resource_type: str) -> tuple[Parameter, ...]:
+def _clinical(
+    resource_type: str,
+    *,
+    logical: str = "a DICOM Patient ID",
+    date: str = "effective",
+    coded: bool = True,
+) -> tuple[Parameter, ...]:
+    """identifier, subject (``logical`` says what a logical reference's identifier is),
+    code when the type has R4's clinical-code, and the clinical date of ``date``[x]."""
+    code = Parameter(
+        "code",
+        Kind.TOKEN,
+        TOKEN_LIST,
+        f"{_SP}clinical-code",
+        "system|code or code (any system)",
+    )
     return (
         _identifier("clinical-identifier"),
         Parameter(
@@ -136,22 +164,17 @@ def _clinical(resource_type: str) -> tuple[Parameter, ...]:
             Kind.TOKEN,
             TOKEN_LIST,
             f"{_SP}{resource_type}-subject",
-            "the identifier of a logical subject reference (a DICOM Patient ID), system|value",
+            f"the identifier of a logical subject reference ({logical}), system|value",
         ),
-        Parameter(
-            "code",
-            Kind.TOKEN,
-            TOKEN_LIST,
-            f"{_SP}clinical-code",
-            "system|code or code (any system)",
-        ),
+        *((code,) if coded else ()),
         Parameter(
             "date",
             Kind.DATE,
             DATE_LIST,
             f"{_SP}clinical-date",
-            "effective[x]; prefixes eq (default), gt, ge, lt, le; partial dates are ranges; "
+            f"{date}[x]; prefixes eq (default), gt, ge, lt, le; partial dates are ranges; "
             "a time without zone is UTC; repeat the parameter for both ends of a range",
+            element=date,
         ),
     )
 
@@ -164,6 +187,13 @@ PARAMETERS: dict[str, dict[str, Parameter]] = {
         "Media": (_identifier("Media-identifier"),),
         "Device": (_identifier("Device-identifier"),),
         "Provenance": (),
+        # R4 gives RiskAssessment no clinical-code (its code is the method's, not searched).
+        "RiskAssessment": _clinical(
+            "RiskAssessment",
+            logical="the ICU row's PATIENT_VISIT_IDENTIFIER",
+            date="occurrence",
+            coded=False,
+        ),
     }.items()
 }
 RESULT_PARAMETERS = ("_count", "_offset")
@@ -335,6 +365,8 @@ def _date_match(part: str) -> DateMatch:
 
 def subject_targets(resource_type: str) -> tuple[str, ...]:
     """The types R4 allows as this type's subject (what a bare id may point to)."""
+    if resource_type == "RiskAssessment":  # not in the R4 table: fhir.risk lists its elements
+        return tuple(sorted(R4_RISK_ASSESSMENT["subject"] or ()))
     element = R4_TYPES.get(resource_type, {}).get("subject")
     return tuple(sorted(element.targets)) if element is not None else ()
 
@@ -447,17 +479,19 @@ def index_of(resource: dict[str, Any], base_url: str = "") -> ResourceIndex:
     if "identifier" in known:
         for identifier in resource.get("identifier") or ():
             tokens += _tokens("identifier", identifier.get("system"), identifier.get("value"))
-    subject = date = None
-    if resource_type in CLINICAL_TYPES:
+    if "code" in known:
         for coding in (resource.get("code") or {}).get("coding") or ():
             tokens += _tokens("code", coding.get("system"), coding.get("code"))
+    subject = None
+    if "subject" in known:  # a literal reference, a logical one, or a display alone
         reference = resource.get("subject") or {}
         logical = reference.get("identifier") or {}
         tokens += _tokens("subject:identifier", logical.get("system"), logical.get("value"))
         if isinstance(reference.get("reference"), str):
             subject = normalize_reference(reference["reference"], base_url)
             _check_length("subject", subject)
-        date = _effective(resource)
+    dated = known.get("date")
+    date = _clinical_date(resource, dated.element) if dated and dated.element else None
     return ResourceIndex(subject, date, tuple(dict.fromkeys(tokens)))
 
 
@@ -476,11 +510,13 @@ def _check_length(what: str, value: str) -> None:
         raise ValueError(f"{what} is longer than {TOKEN_CHARS} characters: it cannot be indexed")
 
 
-def _effective(resource: dict[str, Any]) -> DateRange | None:
-    for key in ("effectiveDateTime", "effectiveInstant"):
+def _clinical_date(resource: dict[str, Any], element: str) -> DateRange | None:
+    """``element``[x] (``effective``, ``occurrence``) as a range: a dateTime or instant
+    stands for its precision's range, a Period for its start to its end (open when absent)."""
+    for key in (f"{element}DateTime", f"{element}Instant"):
         if isinstance(resource.get(key), str):
             return date_range(resource[key])
-    period = resource.get("effectivePeriod")
+    period = resource.get(f"{element}Period")
     if isinstance(period, dict) and (period.get("start") or period.get("end")):
         start = date_range(period["start"]).start if period.get("start") else EARLIEST
         end = date_range(period["end"]).end if period.get("end") else LATEST

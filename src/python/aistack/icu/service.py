@@ -15,14 +15,20 @@ request schema) says and ``bodies.check_values`` enforces: JSON's ``true``/``fal
 refused (422), the workbook's 0/1 columns are numbers. Missing values are allowed, all of a
 row's included: the answer is then the model's estimate for a patient of whom nothing is
 known. Only an empty JSON object is refused (422): it sent nothing at all.
+
+Each runtime keeps a single prediction's RiskAssessment in its FHIR server through the
+``record_risk`` hook it passes (the standalone facade's store, IRIS's FHIR publisher). The
+hook runs before the answer is returned; its failure is logged, never the answer's: the
+prediction was made and is answered. Batch rows carry no FHIR and are not recorded.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -50,15 +56,25 @@ if TYPE_CHECKING:
     from aistack.config import Settings
 
 PREDICTED = {1: "ICU admission predicted", 0: "ICU admission not predicted"}
+RecordRisk = Callable[[dict[str, Any]], None]
+"""Keeps a single prediction's RiskAssessment (FHIR JSON) in the runtime's FHIR server."""
 
 
 class IcuService:
     """Parses ICU requests, asks the predictor, and shapes the answers (see the module doc)."""
 
-    def __init__(self, predictor: IcuPredictor, *, max_batch_rows: int = 10_000, top: int = 5):
+    def __init__(
+        self,
+        predictor: IcuPredictor,
+        *,
+        max_batch_rows: int = 10_000,
+        top: int = 5,
+        record_risk: RecordRisk | None = None,
+    ):
         self.predictor = predictor
         self.max_batch_rows = max_batch_rows
         self.top = top
+        self.record_risk = record_risk
         self.form_fields = [
             {"name": name, "label": column_label(name)} for name in most_informative(predictor)
         ]
@@ -67,7 +83,9 @@ class IcuService:
         self._one_at_a_time: AbstractContextManager = nullcontext() if local else threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> IcuService:
+    def from_settings(
+        cls, settings: Settings, *, record_risk: RecordRisk | None = None
+    ) -> IcuService:
         """The service of ``settings.icu_backend``: the local model version folder, or the
         latest IntegratedML model in the IRIS that ``settings.iris_dsn`` names."""
         if settings.icu_backend == "integratedml":
@@ -78,7 +96,7 @@ class IcuService:
             predictor: IcuPredictor = IntegratedMLPredictor.open(connect(settings.iris_dsn))
         else:
             predictor = load_local(settings.icu_model_dir, settings.icu_model_version)
-        return cls(predictor, max_batch_rows=settings.icu_max_batch_rows)
+        return cls(predictor, max_batch_rows=settings.icu_max_batch_rows, record_risk=record_risk)
 
     # --- the three answers
 
@@ -122,6 +140,7 @@ class IcuService:
         resource = risk_assessment_json(
             answer, meta, measured, subject_id=subject, label_of=column_label
         )
+        self._record(resource)
         return {
             **self._answer(answer),
             "threshold": answer.threshold,
@@ -147,6 +166,21 @@ class IcuService:
         }
 
     # --- helpers
+
+    def _record(self, resource: dict[str, Any]) -> None:
+        """Hand the RiskAssessment to the runtime's hook; a failure there is logged by its
+        type only (a message may quote the resource, and so patient values)."""
+        if self.record_risk is None:
+            return
+        try:
+            self.record_risk(resource)
+        except Exception as error:  # noqa: BLE001 - the prediction stands and is answered
+            log_event(
+                "icu_risk_not_recorded",
+                logging.WARNING,
+                risk_id=resource["id"],
+                error=type(error).__name__,
+            )
 
     def _batch_rows(self, body: bytes, content_type: str) -> list[dict[str, Any]]:
         kind = media_type(content_type)

@@ -3,6 +3,7 @@
     REST (AIStack.REST.ICU) ─► IcuPredictService ─► IntegratedML (IntegratedMLOperation)
                                                       IcuService over IntegratedMLPredictor
                                                       ─► PREDICT / PROBABILITY in this namespace
+                                                      ┄► FhirPublisher (queued RiskAssessment)
 
 ``IntegratedMLOperation`` runs the core's :class:`~aistack.icu.service.IcuService`, the use
 case the standalone ICU routes run (read the body, check the rows, predict, explain, shape the
@@ -24,6 +25,13 @@ built-in module first, in case its start-up hook did not run (packages installed
 Failures travel as data (an :class:`~aistack.interop.messages.ErrorReply`), never as an
 exception: a bad body is the client's 4xx, a model not trained yet a 503, a failing SQL
 statement a 502 and a line in the Event Log.
+
+When ``AISTACK_FHIR_PUBLISH_URL`` is set (the rule ``XRayRouter`` follows for X-ray
+results), each single prediction's RiskAssessment, exactly as answered, is queued for the
+``FhirPublisher`` operation (``send_request_async``; IRIS's queue keeps it until it is
+published, and its identifier makes every retry a no-op). The answer never waits for the
+FHIR server, and a failure to queue is a line in the Event Log, not the request's failure.
+Batch rows are not published: a batch answer has no RiskAssessment.
 """
 
 from __future__ import annotations
@@ -45,11 +53,18 @@ from aistack.errors import (
 from aistack.icu.integratedml import DbApiConnection, IntegratedMLPredictor
 from aistack.icu.service import IcuService
 from aistack.interop import wiring
-from aistack.interop.messages import ErrorReply, IcuCall, IcuReply, IcuRequest
+from aistack.interop.messages import (
+    ErrorReply,
+    FhirResourcePublishRequest,
+    IcuCall,
+    IcuReply,
+    IcuRequest,
+)
 from aistack.logs import request_id
 
 ICU_SERVICE = "IcuPredictService"
 ICU_OPERATION = "IntegratedML"
+FHIR_PUBLISHER = "FhirPublisher"
 NOT_TRAINED = (
     "the ICU model is not trained in IRIS yet: mount the workbook (AISTACK_ICU_WORKBOOK) and "
     "run AIStack.Installer's EnsureIcuModel (docs/IRIS.md, ICU admission)"
@@ -117,6 +132,7 @@ class IntegratedMLOperation(BusinessOperation):
     have been trained again since) the request is tried once more on a fresh one.
     """
 
+    FhirPublisher = target(FHIR_PUBLISHER)
     trained_model = setting(
         "",
         description="IntegratedML trained model to score with "
@@ -178,12 +194,29 @@ class IntegratedMLOperation(BusinessOperation):
                 raise NotReady(f"{NOT_TRAINED} ({reason})") from error
             settings = wiring.runtime().settings
             self.connection = connection
-            self.service = IcuService(predictor, max_batch_rows=settings.icu_max_batch_rows)
+            self.service = IcuService(
+                predictor,
+                max_batch_rows=settings.icu_max_batch_rows,
+                record_risk=self._queue_fhir_publish,
+            )
             self.log_info(
                 f"ICU model {predictor.metadata.version} opened "
                 f"({len(predictor.metadata.features)} features)"
             )
         return self.service
+
+    def _queue_fhir_publish(self, resource: dict[str, Any]) -> None:
+        """Hand a prediction's RiskAssessment to ``FhirPublisher`` through IRIS's queue,
+        expecting no reply; a failure to queue is logged, never the request's failure."""
+        if not wiring.runtime().settings.fhir_publish_url:
+            return
+        message = FhirResourcePublishRequest(resource=resource, request_id=request_id.get())
+        try:
+            self.send_request_async(self.FhirPublisher, message)
+        except Exception as error:  # noqa: BLE001 - the prediction is answered all the same
+            self.log_error(
+                f"RiskAssessment {resource.get('id')} not queued for FHIR publishing: {error}"
+            )
 
     def _forget(self) -> None:
         """Drop the predictor and its connection: the next message opens them again."""

@@ -260,3 +260,32 @@ class IcuReply(PydanticMessage):
 
     answer: dict[str, Any] | None = None
     error: ErrorReply | None = None
+
+
+# -- FHIR publishing of a resource the production built: IntegratedML -> FhirPublisher --------
+
+
+class FhirResourcePublishRequest(PydanticMessage):
+    """Publish one resource as it was answered (an ICU prediction's RiskAssessment).
+
+    The resource itself travels, unlike :class:`FhirPublishRequest`: nothing stores an ICU
+    prediction in IRIS to rebuild it from, and the RiskAssessment is self-contained (its
+    Device and basis Observations contained): a few kB, some 130 kB with every column
+    given (IOP.Message keeps that as a stream). Its identifier makes the transaction a
+    conditional create, so a message delivered again duplicates nothing.
+    """
+
+    resource: dict[str, Any]
+    request_id: str | None = None
+    """The request that made the prediction, so the operation's log lines carry it."""
+
+
+class FhirResourcePublishReply(PydanticMessage):
+    """What the FHIR server did with the resource: created it, or had it already."""
+
+    resource_type: str
+    identifier: str
+    """``system|value`` of the resource's identifier: how to search the server for it."""
+    created: int = 0
+    existing: int = 0
+    locations: list[str] = Field(default_factory=list)

@@ -5,7 +5,9 @@
     XRayJobService ─────┘   (core service      └─ FhirPublisher (FHIR server, queued)
                              and router)
 
-    IcuPredictService ───► IntegratedML  (IcuService over SQL PREDICT / PROBABILITY)
+    IcuPredictService ───► IntegratedML ───────► FhirPublisher (the same item: each single
+                           (IcuService over SQL     prediction's RiskAssessment, queued)
+                            PREDICT / PROBABILITY)
 
 More operations join the same way: ``prod.operation(...)`` with a ``target()`` on the
 component that sends to it and ``item.connect(...)`` here.
@@ -141,6 +143,7 @@ router.connect(XRayRouter.TfServingGpu, gpu)
 router.connect(XRayRouter.TfServingCpu, cpu)
 router.connect(XRayRouter.FhirPublisher, fhir)
 icu_service.connect(IcuPredictService.IntegratedML, icu)
+icu.connect(IntegratedMLOperation.FhirPublisher, fhir)
 
 for service in (predict_service, job_service, icu_service):
     # An exception escaping a service is a defect (errors travel as messages): alert at once.
