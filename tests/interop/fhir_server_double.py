@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from tests.doubles.helpers import free_port
+from tests.doubles.helpers import free_port, serve_http, stop_http
 
 BASE_PATH = "/fhir/r4"
 FHIR_JSON = "application/fhir+json"
@@ -81,30 +81,12 @@ class FhirServerDouble:
     # -- the server --------------------------------------------------------------------------
 
     def start(self) -> FhirServerDouble:
-        double = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                double._handle(self)
-
-            def do_POST(self) -> None:
-                double._handle(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._server = serve_http(self.port, self._handle)
         return self
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_http(self._server)
+        self._server = None
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)

@@ -37,6 +37,7 @@ from aistack.fhir.publish import (
 from aistack.store import PredictionRecord, PredictionStore
 from aistack.xray.files import RESULT, FileStore
 from tests.conftest import MODEL_DIR
+from tests.doubles.helpers import serve_http, stop_http
 
 FHIR_PATH = "/fhir/r4"
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
@@ -105,30 +106,12 @@ class FhirFront:
         return [s for s in self.seen if s.method == "POST"]
 
     def start(self) -> FhirFront:
-        front = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                front._handle(self)
-
-            def do_POST(self) -> None:
-                front._handle(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._server = serve_http(self.port, self._handle)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_http(self._server)
+        self._server = None
 
     def close(self) -> None:
         self.stop()
