@@ -1,4 +1,4 @@
-"""Would ONNX Runtime run the committed model cheaper than TensorFlow? CPU ms per call.
+"""Would ONNX Runtime, or XLA, run the committed model cheaper than TensorFlow? CPU ms a call.
 
 Neither tf2onnx nor onnxruntime is a project dependency; install them beside the venv:
 
@@ -7,7 +7,8 @@ Neither tf2onnx nor onnxruntime is a project dependency; install them beside the
 
 Converts the ``predict_pixels`` signature (forward pass only: ONNX carries no gradient, so
 Grad-CAM would need its own head) and times one-image calls on one thread each, as the
-server runs them (``AISTACK_TF_INTRA_OP_THREADS=1``), alternating rounds.
+server runs them (``AISTACK_TF_INTRA_OP_THREADS=1``), alternating rounds; the same signature
+compiled by XLA (``tf.function(jit_compile=True)``) is timed beside them.
 """
 
 from __future__ import annotations
@@ -60,13 +61,16 @@ def main() -> None:
     expected = signature(pixels=tf.constant(pixels))["probabilities"].numpy()
     got = session.run(None, {name: pixels})[0]
     print(f"largest probability difference {np.abs(got - expected).max():.1e}")
+    xla = tf.function(lambda pixels: signature(pixels=pixels), jit_compile=True)
+    tensor = tf.constant(pixels)
     for _ in range(args.rounds):
-        with_tf = cpu_ms(
-            lambda: signature(pixels=tf.constant(pixels))["probabilities"].numpy(), args.calls
-        )
+        with_tf = cpu_ms(lambda: signature(pixels=tensor)["probabilities"].numpy(), args.calls)
         with_ort = cpu_ms(lambda: session.run(None, {name: pixels}), args.calls)
-        ratio = with_ort / with_tf
-        print(f"TensorFlow {with_tf:.2f} ms, ONNX Runtime {with_ort:.2f} ms ({ratio:.2f}x)")
+        with_xla = cpu_ms(lambda: xla(tensor)["probabilities"].numpy(), args.calls)
+        print(
+            f"TensorFlow {with_tf:.2f} ms, ONNX Runtime {with_ort:.2f} ms "
+            f"({with_ort / with_tf:.2f}x), XLA {with_xla:.2f} ms ({with_xla / with_tf:.2f}x)"
+        )
 
 
 if __name__ == "__main__":
