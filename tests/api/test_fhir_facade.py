@@ -36,7 +36,7 @@ from aistack.fhir.risk import (
     TRAINING_DATA_SYSTEM,
     check_risk_assessment,
 )
-from aistack.fhir.search import PARAMETERS, SUPPORTED_TYPES, TRANSACTION_TYPES
+from aistack.fhir.search import PARAMETERS, SUPPORTED_TYPES
 from aistack.runtime import Runtime
 from aistack.store import PredictionRecord, PredictionStore
 from tests.api.helpers import b64
@@ -171,7 +171,7 @@ def test_the_capability_statement_is_valid_r4_and_lists_exactly_what_is_served(l
         assert [i["code"] for i in resource["interaction"]] == ["read", "search-type"]
         listed = {p["name"] for p in resource["searchParam"]}
         assert listed == {p for p in PARAMETERS[resource["type"]] if ":" not in p}
-        assert resource["conditionalCreate"] is (resource["type"] in TRANSACTION_TYPES)
+        assert resource["conditionalCreate"] is True
     (risk,) = [r for r in rest["resource"] if r["type"] == "RiskAssessment"]
     assert "ICU-admission prediction" in risk["documentation"]
 
@@ -619,10 +619,12 @@ def test_a_predict_key_or_no_key_may_not_read_a_risk_assessment(live_server, key
     outcome(httpx.get(url, headers=predict_key), 403, "forbidden", "forbidden")
 
 
-def test_a_transaction_may_not_create_a_risk_assessment(api, icu_answer):
-    """The CapabilityStatement says so: the service alone stores them."""
-    resent = transaction_json([icu_answer["fhir"]])  # what a publisher would send
-    outcome(post_bundle(api, resent), 422, "invalid", "invalid_request")
+def test_a_publisher_resending_a_stored_risk_assessment_creates_nothing(api, icu_answer):
+    """What the IRIS runtime's publisher sends: a conditional create on the identifier."""
+    resent = transaction_json([icu_answer["fhir"]])
+    answer = post_bundle(api, resent)
+    assert answer.status_code == 200, answer.text
+    assert [e["response"]["status"] for e in answer.json()["entry"]] == ["200 OK"]
     identifier = icu_answer["fhir"]["identifier"][0]["value"]
     found = search(api, "RiskAssessment", identifier=f"{ICU_PREDICTION_SYSTEM}|{identifier}")
     assert found["total"] == 1

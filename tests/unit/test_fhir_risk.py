@@ -14,12 +14,11 @@ from fhir.resources.R4B.riskassessment import RiskAssessment, RiskAssessmentPred
 from aistack.fhir.bundle import conditional_query
 from aistack.fhir.checks import FhirCheckError, resource_problems
 from aistack.fhir.codes import SNOMED, UCUM, snomed_id_is_valid
+from aistack.fhir.r4 import R4_TYPES
 from aistack.fhir.risk import (
     ICU_ADMISSION,
     ICU_COLUMN_SYSTEM,
     ICU_PREDICTION_SYSTEM,
-    R4_RISK_ASSESSMENT,
-    R4_RISK_PREDICTION,
     TRAINING_DATA_SYSTEM,
     check_risk_assessment,
     icu_device_id,
@@ -190,7 +189,9 @@ def test_a_breach_stops_the_build(resource):
 
 def test_the_r4_element_lists_are_the_models_own():
     """RiskAssessment did not change from R4 to R4B: the R4B model has exactly these."""
-    own = {name for name in RiskAssessment.model_fields if not name.endswith("__ext")}
-    assert set(R4_RISK_ASSESSMENT) == own - {"fhir_comments"}
-    own = {n for n in RiskAssessmentPrediction.model_fields if not n.endswith("__ext")}
-    assert set(R4_RISK_PREDICTION) == own - {"fhir_comments"}
+    for name, model in (
+        ("RiskAssessment", RiskAssessment),
+        ("RiskAssessmentPrediction", RiskAssessmentPrediction),
+    ):
+        own = {field for field in model.model_fields if not field.endswith("__ext")}
+        assert set(R4_TYPES[name]) == own - {"fhir_comments", "resource_type"}

@@ -47,7 +47,6 @@ from aistack.fhir.search import (
     REFERENCE_LIST,
     SUPPORTED_TYPES,
     TOKEN_LIST,
-    TRANSACTION_TYPES,
     date_range,
     index_of,
     parse_search,
@@ -476,12 +475,17 @@ def test_risk_assessment_search_is_strict_too():
         parse_search("RiskAssessment", [("code", "x")])  # R4 has no code search on it
 
 
-def test_a_transaction_may_not_create_a_risk_assessment(store, icu):
-    """The service stores its own; transactions are checked against the R4 table, which has
-    no RiskAssessment, so one is refused (as the CapabilityStatement says) and nothing stays."""
-    with pytest.raises(InvalidRequest):
-        run_transaction(store, parse_transaction(transaction_json([risk(icu, "17")]), BASE))
-    assert store.count() == 0
+def test_a_transaction_creates_a_risk_assessment_once_and_refuses_a_broken_one(store, icu):
+    made = risk(icu, "17")
+    body = transaction_json([made])
+    first = run_transaction(store, parse_transaction(body, BASE))
+    again = run_transaction(store, parse_transaction(body, BASE))
+    assert [r.created for r in first + again] == [True, False]
+    assert store.count("RiskAssessment") == 1
+    broken = {**made, "performer": {**made["performer"], "reference": "#nothing"}}
+    with pytest.raises(InvalidRequest, match="no contained resource"):
+        run_transaction(store, parse_transaction(transaction_json([broken]), BASE))
+    assert store.count() == 1
 
 
 # --- Paging ---------------------------------------------------------------------------------
@@ -702,7 +706,6 @@ def test_parameters_are_documented_for_every_supported_type():
         "Provenance",
         "RiskAssessment",
     }
-    assert "RiskAssessment" not in TRANSACTION_TYPES  # the service alone creates them
     assert "identifier" not in PARAMETERS["Provenance"]  # R4 Provenance has none
     assert PARAMETERS["Observation"]["date"].element == "effective"
     assert PARAMETERS["RiskAssessment"]["date"].element == "occurrence"

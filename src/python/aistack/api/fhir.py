@@ -39,7 +39,6 @@ from aistack.fhir.search import (
     PARAMETERS,
     RESULT_PARAMETERS,
     SUPPORTED_TYPES,
-    TRANSACTION_TYPES,
     Parameter,
     SearchQuery,
     parse_search,
@@ -308,7 +307,7 @@ TRANSACTION_SCHEMA: dict[str, Any] = {
                     "resource": {
                         "type": "object",
                         "required": ["resourceType"],
-                        "properties": {"resourceType": {"enum": list(TRANSACTION_TYPES)}},
+                        "properties": {"resourceType": {"enum": list(SUPPORTED_TYPES)}},
                         "description": "a valid FHIR R4 resource passing the project's checks",
                     },
                     "request": {
@@ -316,7 +315,7 @@ TRANSACTION_SCHEMA: dict[str, Any] = {
                         "required": ["method", "url"],
                         "properties": {
                             "method": {"const": "POST"},
-                            "url": {"enum": list(TRANSACTION_TYPES)},
+                            "url": {"enum": list(SUPPORTED_TYPES)},
                             "ifNoneExist": {
                                 "type": "string",
                                 "description": "search query, e.g. identifier=system|value",

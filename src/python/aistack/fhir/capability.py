@@ -16,7 +16,6 @@ from aistack.fhir.search import (
     MAX_COUNT,
     PARAMETERS,
     SUPPORTED_TYPES,
-    TRANSACTION_TYPES,
 )
 
 FHIR_VERSION = "4.0.1"
@@ -45,13 +44,13 @@ TYPE_DOCUMENTATION = (
     "Created only by transactions (POST [base] with a transaction Bundle), or by the service "
     "itself for each prediction it stores."
 )
-SERVICE_MADE_DOCUMENTATION = {
-    "RiskAssessment": "Created only by the service itself, one for each single ICU-admission "
-    "prediction (POST /icu/api/v1/predict; batch rows are not stored), as the prediction's "
-    "answer carries it. Its model Device and the values it was given are contained resources: "
-    "part of it, not searchable on their own. Transactions do not take it.",
+TYPE_DOCUMENTATION_BY_TYPE = {
+    "RiskAssessment": "Created by the service for each single ICU-admission prediction (POST "
+    "/icu/api/v1/predict; batch rows are not stored), as the prediction's answer carries it, "
+    "or by a transaction. Its model Device and the values it was given are contained "
+    "resources: part of it, not searchable on their own.",
 }
-"""Types no transaction creates: what makes them instead."""
+"""Where a type's resources come from, when more than :data:`TYPE_DOCUMENTATION` says."""
 
 
 def capability_statement(
@@ -87,12 +86,12 @@ def _resource(resource_type: str) -> dict[str, Any]:
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
-        "documentation": SERVICE_MADE_DOCUMENTATION.get(resource_type, TYPE_DOCUMENTATION),
+        "documentation": TYPE_DOCUMENTATION_BY_TYPE.get(resource_type, TYPE_DOCUMENTATION),
         "interaction": [{"code": "read"}, {"code": "search-type"}],
         "versioning": "versioned",
         "readHistory": False,
         "updateCreate": False,
-        "conditionalCreate": resource_type in TRANSACTION_TYPES,
+        "conditionalCreate": True,
         "conditionalRead": "not-supported",
         "conditionalUpdate": False,
         "conditionalDelete": "not-supported",

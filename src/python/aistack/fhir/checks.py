@@ -153,12 +153,26 @@ def _provenance(resource: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _risk_assessment(resource: dict[str, Any]) -> list[str]:
+    """The ICU predictor's: R4 binds its status to the Observation statuses; the subject is
+    required; its contained model Device follows the Device rules (its basis Observations
+    are the caller's values, not AI results)."""
+    problems = _in("RiskAssessment.status", resource.get("status"), codes.OBSERVATION_STATUS)
+    if "subject" not in resource:
+        problems.append("RiskAssessment.subject is required")
+    for inner in resource.get("contained") or []:
+        if isinstance(inner, dict) and inner.get("resourceType") == "Device":
+            problems += [f"contained #{inner.get('id')}: {p}" for p in _device(inner)]
+    return problems
+
+
 _RULES = {
     "Observation": _observation,
     "DiagnosticReport": _report,
     "Media": _media,
     "Device": _device,
     "Provenance": _provenance,
+    "RiskAssessment": _risk_assessment,
 }
 
 

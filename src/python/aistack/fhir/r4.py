@@ -80,7 +80,29 @@ class _Walk:
         if resource_type not in R4_RESOURCE_TYPES:
             self.problems.append(f"{where}: resource type {resource_type!r} does not exist in R4")
             return
-        self.object(resource, str(resource_type), where)
+        contained = self.contained(resource, where)
+        outer, self.targets = self.targets, {**self.targets, **contained}
+        try:
+            self.object(resource, str(resource_type), where)
+        finally:
+            self.targets = outer
+
+    def contained(self, resource: dict[str, Any], where: str) -> dict[str, str]:
+        """``#id`` → type of each contained resource, checked against R4's rules for them:
+        referred to from the rest of the resource (dom-3), no meta of their own (dom-4/5)."""
+        found: dict[str, str] = {}
+        others = {key: value for key, value in resource.items() if key != "contained"}
+        referred = {r for r in _references(others) if r.startswith("#")}
+        for item in resource.get("contained") or ():
+            if not isinstance(item, dict):
+                continue
+            local = f"#{item.get('id')}"
+            found[local] = str(item.get("resourceType"))
+            if local not in referred:
+                self.problems.append(f"{where}.contained {local} is referred to by nothing (dom-3)")
+            if "meta" in item:
+                self.problems.append(f"{where}.contained {local} may not carry meta (dom-4, dom-5)")
+        return found
 
     def object(self, value: dict[str, Any], type_name: str, where: str) -> None:
         elements = R4_TYPES.get(type_name)
@@ -114,11 +136,19 @@ class _Walk:
             self.object(extension, "Extension", f"{where}.extension")
 
     def target(self, reference: dict[str, Any], allowed: frozenset[str], where: str) -> None:
-        """The Reference's target type, when known, must be one R4 allows there."""
-        if not allowed or ANY_RESOURCE in allowed:
-            return
+        """The Reference's target type, when known, must be one R4 allows there; a local
+        ``#id`` must name a contained resource of the type it says."""
         target = reference.get("type")
         literal = reference.get("reference")
+        if isinstance(literal, str) and literal.startswith("#"):
+            if literal not in self.targets:
+                self.problems.append(f"{where}: {literal} is no contained resource")
+                return
+            if target is not None and target != self.targets[literal]:
+                self.problems.append(f"{where}: {literal} is a {self.targets[literal]}")
+                return
+        if not allowed or ANY_RESOURCE in allowed:
+            return
         if target is None and isinstance(literal, str):
             if literal in self.targets:
                 target = self.targets[literal]
@@ -126,3 +156,13 @@ class _Walk:
                 target = match.group(1)
         if target is not None and target not in allowed:
             self.problems.append(f"{where}: R4 does not allow a reference to {target} here")
+
+
+def _references(value: Any) -> list[str]:
+    """Every literal reference in a JSON tree."""
+    if isinstance(value, dict):
+        found = [value["reference"]] if isinstance(value.get("reference"), str) else []
+        return found + [r for item in value.values() for r in _references(item)]
+    if isinstance(value, list):
+        return [r for item in value for r in _references(item)]
+    return []

@@ -6,8 +6,9 @@ types and datatypes, Extension ``valueCodeableReference``/``valueRatioRange``, m
 resources go to reject those, so :mod:`aistack.fhir.r4` checks every resource against this
 table. It is data, derived mechanically from the FHIR 4.0.1 StructureDefinitions (as shipped
 in the R4 models of fhir.resources 6.1.0) for the types reachable from Observation,
-DiagnosticReport, Media, Device, Provenance and Bundle; a type missing here is refused, never
-assumed valid.
+DiagnosticReport, Media, Device, Provenance and Bundle; RiskAssessment and its prediction
+were added from the 4.0.1 definition (unchanged in R4B: a test holds them to R4B's model).
+A type missing here is refused, never assumed valid.
 
 Format: a type name, then one indented line per element: ``name type [reference targets]``.
 Lower-case types are primitives; ``Resource`` is any resource, by its ``resourceType``.
@@ -652,6 +653,45 @@ RelatedArtifact
   resource canonical Resource
   type code
   url url
+RiskAssessment
+  basedOn Reference Resource
+  basis Reference Resource
+  code CodeableConcept
+  condition Reference Condition
+  contained Resource
+  encounter Reference Encounter
+  extension Extension
+  id id
+  identifier Identifier
+  implicitRules uri
+  language code
+  meta Meta
+  method CodeableConcept
+  mitigation string
+  modifierExtension Extension
+  note Annotation
+  occurrenceDateTime dateTime
+  occurrencePeriod Period
+  parent Reference Resource
+  performer Reference Practitioner PractitionerRole Device
+  prediction RiskAssessmentPrediction
+  reasonCode CodeableConcept
+  reasonReference Reference Condition Observation DiagnosticReport DocumentReference
+  status code
+  subject Reference Patient Group
+  text Narrative
+RiskAssessmentPrediction
+  extension Extension
+  id string
+  modifierExtension Extension
+  outcome CodeableConcept
+  probabilityDecimal decimal
+  probabilityRange Range
+  qualitativeRisk CodeableConcept
+  rationale string
+  relativeRisk decimal
+  whenPeriod Period
+  whenRange Range
 SampledData
   data string
   dimensions positiveInt

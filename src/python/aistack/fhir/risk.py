@@ -30,19 +30,17 @@ from typing import Any
 
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
-from aistack.fhir.checks import FhirCheckError, coding_problems, resource_problems
+from aistack.fhir.checks import FhirCheckError, resource_problems
 from aistack.fhir.codes import (
     AI_ASSERTED,
     AI_DEVICE,
     AI_DEVICE_KIND_EXTENSION,
     ALGORITHM_VERSION,
     ICU_ADMISSION,
-    OBSERVATION_STATUS,
     PROBABILITY_UNIT,
 )
 from aistack.fhir.context import DEVICE_PREFIX
 from aistack.fhir.device import MANUFACTURER
-from aistack.fhir.r4 import LITERAL_REFERENCE, r4_problems
 from aistack.icu.predictor import IcuPrediction, ModelMetadata
 
 # --- systems and codes of the ICU resources
@@ -80,57 +78,6 @@ METHODS = {
     "occlusion",
 }
 
-# --- R4 (4.0.1) RiskAssessment elements, for the element check of :func:`risk_problems`
-R4_RISK_ASSESSMENT: dict[str, frozenset[str] | None] = {
-    **dict.fromkeys(
-        (
-            "id",
-            "meta",
-            "implicitRules",
-            "language",
-            "text",
-            "contained",
-            "extension",
-            "modifierExtension",
-            "identifier",
-            "status",
-            "method",
-            "code",
-            "occurrenceDateTime",
-            "occurrencePeriod",
-            "reasonCode",
-            "prediction",
-            "mitigation",
-            "note",
-        )
-    ),
-    "basedOn": frozenset(),
-    "parent": frozenset(),
-    "basis": frozenset(),
-    "subject": frozenset({"Patient", "Group"}),
-    "encounter": frozenset({"Encounter"}),
-    "condition": frozenset({"Condition"}),
-    "performer": frozenset({"Practitioner", "PractitionerRole", "Device"}),
-    "reasonReference": frozenset(
-        {"Condition", "Observation", "DiagnosticReport", "DocumentReference"}
-    ),
-}
-"""Element → reference target types (empty: any resource; None: not a Reference)."""
-R4_RISK_PREDICTION = frozenset(
-    (
-        "id",
-        "extension",
-        "modifierExtension",
-        "outcome",
-        "probabilityDecimal",
-        "probabilityRange",
-        "qualitativeRisk",
-        "relativeRisk",
-        "whenPeriod",
-        "whenRange",
-        "rationale",
-    )
-)
 NOT_IN_ID = re.compile(r"[^A-Za-z0-9]+")
 
 
@@ -283,77 +230,9 @@ def check_risk_assessment(resource: dict[str, Any]) -> None:
 
 
 def risk_problems(resource: dict[str, Any]) -> list[str]:
-    """What in a RiskAssessment breaks R4 or the project's rules; empty when nothing does.
-
-    The R4 element table (``fhir.r4``) has no RiskAssessment, so its own elements and
-    reference targets are checked here against R4's definition; what it contains goes
-    through the project's checks (a Device fully, Observations as R4: they are the
-    caller's values, not AI results). Codings everywhere: ``checks.coding_problems``.
-    """
-    problems: list[str] = []
+    """What in a RiskAssessment breaks R4 or the project's rules; empty when nothing does
+    (``checks.resource_problems``: the R4 table, contained resources included, and the
+    project's RiskAssessment rule)."""
     if resource.get("resourceType") != "RiskAssessment":
         return [f"resource type {resource.get('resourceType')!r} is not RiskAssessment"]
-    if resource.get("status") not in OBSERVATION_STATUS:  # R4 binds RiskAssessment.status to it
-        problems.append(f"RiskAssessment.status {resource.get('status')!r} is not an R4 code")
-    if "subject" not in resource:
-        problems.append("RiskAssessment.subject is required")
-    contained = {f"#{c.get('id')}": c for c in resource.get("contained") or []}
-    for key, value in resource.items():
-        if key == "resourceType":
-            continue
-        if key.removeprefix("_") not in R4_RISK_ASSESSMENT:
-            problems.append(f"RiskAssessment has no element {key!r} in R4")
-            continue
-        targets = R4_RISK_ASSESSMENT[key]
-        for item in value if isinstance(value, list) else [value]:
-            if targets and isinstance(item, dict):
-                problems += _target_problems(f"RiskAssessment.{key}", item, targets, contained)
-    for i, prediction in enumerate(resource.get("prediction") or []):
-        for key in prediction.keys() - R4_RISK_PREDICTION:
-            problems.append(f"RiskAssessment.prediction[{i}] has no element {key!r} in R4")
-    referenced = {str(r.get("reference")) for r in _references(resource)}
-    for literal, inner in contained.items():
-        where = f"RiskAssessment.contained {literal}"
-        if literal not in referenced:
-            problems.append(f"{where} is referred to by nothing (R4 dom-3)")
-        if "meta" in inner:
-            problems.append(f"{where} may not carry meta (R4 dom-4, dom-5)")
-        is_device = inner.get("resourceType") == "Device"
-        found = resource_problems(inner) if is_device else r4_problems(inner)
-        problems += [f"{where}: {p}" for p in found]
-    problems += coding_problems(resource)
-    return problems
-
-
-def _target_problems(
-    where: str, reference: dict[str, Any], allowed: frozenset[str], contained: dict[str, Any]
-) -> list[str]:
-    literal = reference.get("reference")
-    target = reference.get("type")
-    if isinstance(literal, str) and literal.startswith("#"):
-        if literal not in contained:
-            return [f"{where}: {literal} is no contained resource"]
-        target = target or contained[literal].get("resourceType")
-        if contained[literal].get("resourceType") != target:
-            return [f"{where}: {literal} is a {contained[literal].get('resourceType')}"]
-    elif (
-        target is None and isinstance(literal, str) and (match := LITERAL_REFERENCE.search(literal))
-    ):
-        target = match.group(1)
-    if target is not None and target not in allowed:
-        return [f"{where}: R4 does not allow a reference to {target} here"]
-    return []
-
-
-def _references(value: Any) -> list[dict[str, Any]]:
-    """Every Reference (an object with a ``reference``) in a JSON tree."""
-    found: list[dict[str, Any]] = []
-    if isinstance(value, dict):
-        if isinstance(value.get("reference"), str):
-            found.append(value)
-        for item in value.values():
-            found += _references(item)
-    elif isinstance(value, list):
-        for item in value:
-            found += _references(item)
-    return found
+    return resource_problems(resource)

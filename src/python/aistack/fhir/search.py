@@ -20,7 +20,6 @@ from typing import Any
 
 from aistack.errors import BadRequest
 from aistack.fhir.r4 import FHIR_ID, R4_TYPES
-from aistack.fhir.risk import R4_RISK_ASSESSMENT
 
 SUPPORTED_TYPES = (
     "Observation",
@@ -32,10 +31,6 @@ SUPPORTED_TYPES = (
 )
 """The resource types the store keeps, reads and searches: those of an X-ray prediction,
 and the RiskAssessment of an ICU prediction (its Device and Observations contained)."""
-TRANSACTION_TYPES = tuple(t for t in SUPPORTED_TYPES if t != "RiskAssessment")
-"""What a transaction may create. A RiskAssessment is stored by the ICU service itself:
-transactions are checked against the project's R4 element table, which has no
-RiskAssessment (``fhir.risk`` checks it with its own)."""
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 100
@@ -365,8 +360,6 @@ def _date_match(part: str) -> DateMatch:
 
 def subject_targets(resource_type: str) -> tuple[str, ...]:
     """The types R4 allows as this type's subject (what a bare id may point to)."""
-    if resource_type == "RiskAssessment":  # not in the R4 table: fhir.risk lists its elements
-        return tuple(sorted(R4_RISK_ASSESSMENT["subject"] or ()))
     element = R4_TYPES.get(resource_type, {}).get("subject")
     return tuple(sorted(element.targets)) if element is not None else ()
 

@@ -31,7 +31,7 @@ from aistack.fhir.device import ModelDescription
 from aistack.fhir.media import MediaLinks
 from aistack.fhir.resource_store import FHIR_BASE_PATH, ResourceStore, StoredResource
 from aistack.fhir.resources import build_prediction_resources
-from aistack.fhir.search import TRANSACTION_TYPES, SearchQuery, parse_search
+from aistack.fhir.search import SUPPORTED_TYPES, SearchQuery, parse_search
 from aistack.store import PredictionRecord
 from aistack.xray.files import RESULT, SOURCE
 from aistack.xray.links import FileLinks
@@ -105,10 +105,10 @@ def _entry(index: int, entry: dict[str, Any], base_url: str) -> Entry:
             f"not {str(request.get('method'))[:10]!r}"
         )
     resource_type = resource.get("resourceType")
-    if resource_type not in TRANSACTION_TYPES:
+    if resource_type not in SUPPORTED_TYPES:
         raise InvalidRequest(
-            f"{where}: resource type {str(resource_type)[:40]!r} is not created by "
-            f"transactions here (supported: {', '.join(TRANSACTION_TYPES)})"
+            f"{where}: resource type {str(resource_type)[:40]!r} is not stored here "
+            f"(supported: {', '.join(SUPPORTED_TYPES)})"
         )
     if request.get("url") != resource_type:
         raise InvalidRequest(f"{where}: request.url must be {resource_type!r} for a create")
