@@ -1,5 +1,9 @@
 """Where the time of one X-ray request goes, stage by stage, on a folder of real images.
 
+The model rows are measured in both in-process runtimes, TensorFlow and (when the version
+has its ``assets.extra/model.tflite``) LiteRT; the whole request and the in-process limit
+use the runtime the server would use with these settings (AISTACK_INPROCESS_RUNTIME).
+
 .venv/bin/python benchmarks/request_stages.py --images ../shared/data/xray/test
 """
 
@@ -20,7 +24,10 @@ from aistack.config import Settings
 from aistack.imaging.decode import decode_image
 from aistack.imaging.overlay import encode_jpeg
 from aistack.imaging.preprocess import DECODE_MIN_SIDE, to_model_input
+from aistack.inference.backends import inprocess_runtime
+from aistack.inference.litert import LiteRtEngine, litert_model_path
 from aistack.inference.savedmodel import SavedModelEngine, configure_threads
+from aistack.inference.versions import resolve_version_dir
 from aistack.xray.service import render_heatmaps
 
 MAX_PIXELS = 50_000_000
@@ -29,7 +36,7 @@ MAX_PIXELS = 50_000_000
 def per_image_ms(fn, items, repeats: int) -> tuple[float, float]:
     """(wall ms, CPU ms of the whole process, all threads) per item, medians of repeats.
 
-    CPU counts TensorFlow's worker threads too: what a core-bound server pays per image.
+    CPU counts the runtime's worker threads too: what a core-bound server pays per image.
     """
     walls, cpus = [], []
     for _ in range(repeats):
@@ -62,12 +69,34 @@ def main() -> None:
     settings = Settings()  # the thread settings the server uses (AISTACK_*_THREADS)
     cv2.setNumThreads(settings.opencv_threads)
     configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
-    engine = SavedModelEngine.from_model_dir(args.model_dir)
+    version_dir = resolve_version_dir(args.model_dir)
+    engines = {"TensorFlow": SavedModelEngine(version_dir)}
+    if litert_model_path(version_dir).is_file():
+        engines["LiteRT"] = LiteRtEngine(
+            version_dir, concurrency=1, threads=settings.tf_intra_op_threads
+        )
+    served = "LiteRT" if inprocess_runtime(settings, version_dir) == "litert" else "TensorFlow"
+    engine = engines[served]
     size = engine.info.image_size
     images = [decode_image(d, MAX_PIXELS, DECODE_MIN_SIDE) for d in datas]
     pixels = [to_model_input(i.pixels, size)[np.newaxis] for i in images]
     cam = engine.infer(pixels[0], heatmap=True).heatmaps[0]
     batch8 = np.concatenate(pixels[:8])
+    model_rows = {}
+    for runtime, each in engines.items():
+        model_rows[f"model, batch 1 ({runtime})"] = per_image_ms(
+            lambda p, each=each: each.infer(p, heatmap=False), pixels, args.repeats
+        )
+        model_rows[f"model + Grad-CAM, batch 1 ({runtime})"] = per_image_ms(
+            lambda p, each=each: each.infer(p, heatmap=True), pixels, args.repeats
+        )
+    tensorflow = engines["TensorFlow"]
+    model_rows["model + Grad-CAM, batch 8 (per image, TensorFlow)"] = tuple(
+        ms / 8
+        for ms in per_image_ms(
+            lambda b: tensorflow.infer(b, heatmap=True), [batch8], args.repeats * 5
+        )
+    )
 
     rows = {
         "decode, full size": per_image_ms(
@@ -79,38 +108,28 @@ def main() -> None:
         f"preprocess to {size}x{size}": per_image_ms(
             lambda i: to_model_input(i.pixels, size), images, args.repeats
         ),
-        "model, batch 1": per_image_ms(
-            lambda p: engine.infer(p, heatmap=False), pixels, args.repeats
-        ),
-        "model + Grad-CAM, batch 1": per_image_ms(
-            lambda p: engine.infer(p, heatmap=True), pixels, args.repeats
-        ),
-        "model + Grad-CAM, batch 8 (per image)": tuple(
-            ms / 8
-            for ms in per_image_ms(
-                lambda b: engine.infer(b, heatmap=True), [batch8], args.repeats * 5
-            )
-        ),
+        **model_rows,
         "render heatmap + overlay, 2 JPEG encodes": per_image_ms(
             lambda i: [encode_jpeg(x) for x in render_heatmaps(i, cam, 0.5)], images, args.repeats
         ),
-        "decode + model + Grad-CAM + render (one request)": per_image_ms(
+        f"decode + model + Grad-CAM + render (one request, {served})": per_image_ms(
             lambda d: whole_request(engine, d, size), datas, args.repeats
         ),
     }
     print(
         f"{len(files)} images from {args.images}, model {engine.info.name} v{engine.info.version}"
-        f", threads: TensorFlow {settings.tf_intra_op_threads or 'auto'} per call, "
-        f"OpenCV {settings.opencv_threads}"
+        f", threads: {settings.tf_intra_op_threads or 'auto'} per model call, "
+        f"OpenCV {settings.opencv_threads}; the server would run {served} "
+        f"(AISTACK_INPROCESS_RUNTIME={settings.inprocess_runtime})"
     )
-    print(f"{'stage':<50}{'wall':>9}{'CPU':>9}")
+    print(f"{'stage':<62}{'wall':>9}{'CPU':>9}")
     for name, (wall, cpu) in rows.items():
-        print(f"{name:<50}{wall:>6.2f} ms{cpu:>6.2f} ms")
+        print(f"{name:<62}{wall:>6.2f} ms{cpu:>6.2f} ms")
     cores = os.cpu_count() or 1
-    _, request_cpu = rows["decode + model + Grad-CAM + render (one request)"]
+    _, request_cpu = rows[f"decode + model + Grad-CAM + render (one request, {served})"]
     print(
-        f"in-process limit on {cores} cores: {cores} / {request_cpu:.1f} ms CPU = "
-        f"{cores * 1000 / request_cpu:.0f} images/s"
+        f"in-process limit with {served} on {cores} cores: {cores} / {request_cpu:.1f} ms CPU "
+        f"= {cores * 1000 / request_cpu:.0f} images/s"
     )
 
 

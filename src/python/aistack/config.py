@@ -37,10 +37,20 @@ class Settings(BaseSettings):
         "off by default: no gain measured for the committed model on 2 cores",
     )
     batch_timeout_ms: float = 2.0
+    inprocess_runtime: Literal["litert", "tensorflow"] = Field(
+        "litert",
+        description="what runs the model in-process: litert, the version's assets.extra/"
+        "model.tflite (`aistack models litert` writes it), measured at 5.7-6.2 ms CPU per "
+        "image with Grad-CAM against TensorFlow's 6.7-8.0 ms (benchmarks/request_stages.py), "
+        "on the calling thread, and without loading TensorFlow (a server of ~280 MB instead "
+        "of ~890 MB, ready in ~1 s instead of ~6 s); tensorflow, the SavedModel. A version "
+        "without the file is served by TensorFlow, with a warning",
+    )
     tf_intra_op_threads: int = Field(
         1,
         ge=0,
-        description="TensorFlow threads per model call (in-process); 0: one per core. One "
+        description="threads per model call of either in-process runtime (TensorFlow's "
+        "intra-op pool, LiteRT's interpreter); 0: the runtime's default, one per core. One "
         "serves more images/s: concurrent requests already fill the cores (PERFORMANCE.md)",
     )
     opencv_threads: int = Field(
@@ -50,7 +60,10 @@ class Settings(BaseSettings):
         "one spares the hand-offs (0 or 1: single-threaded, as OpenCV counts)",
     )
     tf_inter_op_threads: int = Field(
-        0, ge=0, description="TensorFlow calls run side by side (in-process); 0: its default"
+        0,
+        ge=0,
+        description="TensorFlow calls run side by side (the in-process TensorFlow runtime); "
+        "0: its default",
     )
     # Serving at scale (docs/SCALING.md, inference.backends)
     backends: str = Field(

@@ -1,7 +1,8 @@
-"""`aistack models list | label | tf-config | warmup`: versions, what is served, TF Serving files.
+"""`aistack models list | label | tf-config | warmup | litert`: versions, what is served, files.
 
 `label` is the one place a served version is chosen; it also re-renders TF Serving's
-models.config so that TF Serving and `aistack serve` serve the same version.
+models.config so that TF Serving and `aistack serve` serve the same version. `litert` writes
+the LiteRT model the in-process engine runs, for a version exported without one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import typer
 from aistack.cli.common import (
     DEFAULT_MODEL_DIR,
     ModelDir,
+    ModelVersion,
+    chosen_version_dir,
     console,
     say,
     served_by_serve,
@@ -131,6 +134,44 @@ def models_warmup(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
     tell(f"{count} warm-up requests ({path.stat().st_size / 1024:.0f} KiB) in {path}")
+
+
+@models_app.command("litert")
+def models_litert(
+    model_dir: ModelDir = DEFAULT_MODEL_DIR,
+    version: ModelVersion = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="replace a LiteRT model that differs from a fresh conversion"),
+    ] = False,
+) -> None:
+    """Write the version's LiteRT model (assets.extra/model.tflite), converted from its SavedModel.
+
+    `serve` runs it in-process (AISTACK_INPROCESS_RUNTIME=litert). A model already there is
+    never changed silently: the same bytes are left alone, different ones need --force.
+    """
+    from aistack.inference.litert import litert_model_path  # noqa: PLC0415
+
+    version_dir = chosen_version_dir(model_dir, version)
+    from aistack.xray.litert_export import (  # noqa: PLC0415 - imports TF
+        litert_model_bytes,
+        write_litert_model,
+    )
+
+    model = litert_model_bytes(version_dir)
+    path = litert_model_path(version_dir)
+    if path.is_file():
+        if path.read_bytes() == model:
+            tell(f"{path} is up to date: the same bytes as a fresh conversion")
+            return
+        if not force:
+            say(
+                f"{path} differs from a fresh conversion of {version_dir}'s SavedModel "
+                "(another TensorFlow, or another model); left as it is, --force replaces it"
+            )
+            raise typer.Exit(1)
+    write_litert_model(version_dir, model)
+    tell(f"LiteRT model ({len(model) / 1e6:.1f} MB) in {path}")
 
 
 def _is_committed_model_dir(model_dir: Path) -> bool:

@@ -1,8 +1,9 @@
 """Inference backends from settings: ``AISTACK_BACKENDS`` parsed and built into a router.
 
 Format: comma-separated ``name=kind[+transport]://host:port/model[?option=value&...]``, or
-``name=inprocess``. Kinds: ``inprocess`` (the SavedModel in this process, the default when
-the setting is empty) and ``tfserving`` over ``http`` (REST, port 8501) or ``grpc`` (8500)::
+``name=inprocess``. Kinds: ``inprocess`` (the model in this process, the default when the
+setting is empty; LiteRT or TensorFlow as ``AISTACK_INPROCESS_RUNTIME`` says) and
+``tfserving`` over ``http`` (REST, port 8501) or ``grpc`` (8500)::
 
     AISTACK_BACKENDS="gpu=tfserving+grpc://tfserving-gpu:8500/covid19,cpu=tfserving+http://tfserving-cpu:8501/covid19?timeout_s=5"
 
@@ -14,23 +15,27 @@ Options: ``concurrency`` (calls in flight to it), ``queue`` (calls that may wait
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from aistack.config import Settings
 from aistack.inference.breaker import CircuitBreaker
-from aistack.inference.engine import InferenceEngine, ModelInfo
+from aistack.inference.engine import InferenceEngine
+from aistack.inference.engine import model_info as model_info
 from aistack.inference.gate import Gate
+from aistack.inference.litert import LiteRtEngine, litert_model_path
 from aistack.inference.router import Backend, Policy, Router
-from aistack.inference.versions import read_model_info
 
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 KINDS = ("inprocess", "tfserving+http", "tfserving+grpc")
 OPTIONS = {"concurrency": int, "queue": int, "timeout_s": float, "format": str}
 DEFAULT_CONCURRENCY = {"inprocess": 2, "tfserving+http": 8, "tfserving+grpc": 8}
-"""In-process: one call per core keeps TensorFlow's threads busy without thrashing."""
+"""In-process: one call per core keeps the runtime's threads busy without thrashing."""
+log = logging.getLogger(__name__)
 
 
 class BackendSpecError(ValueError):
@@ -98,16 +103,19 @@ def _parse_one(part: str) -> BackendSpec:
     return BackendSpec(name, url.scheme, url.hostname, port, url.path.strip("/"), options)
 
 
-def model_info(version_dir: Path) -> ModelInfo:
-    meta = read_model_info(version_dir)
-    if not meta:
-        raise FileNotFoundError(f"{version_dir} has no model info (assets.extra/model_info.json)")
-    return ModelInfo(
-        name=meta["name"],
-        version=int(meta["version"]),
-        image_size=int(meta["image_size"]),
-        classes=tuple(meta["classes"]),
-    )
+def inprocess_runtime(settings: Settings, version_dir: Path) -> Literal["litert", "tensorflow"]:
+    """The runtime the in-process backend uses: the chosen one, TensorFlow when LiteRT's is
+    chosen but the version has no LiteRT model (a warning says how to write it)."""
+    if settings.inprocess_runtime == "litert" and not litert_model_path(version_dir).is_file():
+        log.warning(
+            "%s has no LiteRT model: TensorFlow serves it; `aistack models litert "
+            "--model-dir %s --version %s` writes one",
+            version_dir,
+            version_dir.parent,
+            version_dir.name,
+        )
+        return "tensorflow"
+    return settings.inprocess_runtime
 
 
 def build_engine(spec: BackendSpec, settings: Settings, version: int) -> InferenceEngine:
@@ -115,13 +123,20 @@ def build_engine(spec: BackendSpec, settings: Settings, version: int) -> Inferen
     version_dir = settings.model_dir / str(version)
     if spec.kind == "inprocess":
         from aistack.inference.batcher import MicroBatcher  # noqa: PLC0415
-        from aistack.inference.savedmodel import (  # noqa: PLC0415 - imports TF
-            SavedModelEngine,
-            configure_threads,
-        )
 
-        configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
-        engine: InferenceEngine = SavedModelEngine(version_dir)
+        engine: InferenceEngine
+        if inprocess_runtime(settings, version_dir) == "litert":
+            engine = LiteRtEngine(
+                version_dir, concurrency=spec.concurrency, threads=settings.tf_intra_op_threads
+            )
+        else:
+            from aistack.inference.savedmodel import (  # noqa: PLC0415 - imports TF
+                SavedModelEngine,
+                configure_threads,
+            )
+
+            configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
+            engine = SavedModelEngine(version_dir)
         if settings.max_batch_size > 1:
             engine = MicroBatcher(engine, settings.max_batch_size, settings.batch_timeout_ms)
         return engine

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from aistack.inference.versions import MODEL_INFO_FILE, read_model_info
 
 
 @dataclass(frozen=True)
@@ -14,6 +17,27 @@ class ModelInfo:
     version: int
     image_size: int
     classes: tuple[str, ...]
+
+
+def model_info(version_dir: Path) -> ModelInfo:
+    """What a version says of itself (``assets.extra/model_info.json``): every engine's info."""
+    meta = read_model_info(version_dir)
+    if not meta:
+        raise FileNotFoundError(f"{version_dir} has no model info ({MODEL_INFO_FILE})")
+    return ModelInfo(
+        name=meta["name"],
+        version=int(meta["version"]),
+        image_size=int(meta["image_size"]),
+        classes=tuple(meta["classes"]),
+    )
+
+
+def check_pixels(pixels: np.ndarray, image_size: int) -> None:
+    """The input every in-process engine accepts; anything else is a caller's bug, said plainly."""
+    if pixels.dtype != np.uint8 or pixels.shape[1:] != (image_size, image_size, 1):
+        raise ValueError(
+            f"expected uint8 (N, {image_size}, {image_size}, 1), got {pixels.dtype} {pixels.shape}"
+        )
 
 
 @dataclass(frozen=True)

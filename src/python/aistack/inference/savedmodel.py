@@ -7,17 +7,15 @@ batch size settles oneDNN kernels, and every request then runs the graph (no Ker
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from aistack.inference.engine import EngineOutput, ModelInfo
+from aistack.inference.engine import EngineOutput, check_pixels, model_info
 from aistack.inference.versions import available_versions as available_versions
 from aistack.inference.versions import resolve_version_dir as resolve_version_dir
-from aistack.xray.export import MODEL_INFO_FILE
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 log = logging.getLogger(__name__)
@@ -27,6 +25,7 @@ def configure_threads(intra_op: int, inter_op: int) -> None:
     """TensorFlow's thread pools; 0 leaves TensorFlow's choice (one thread per core).
 
     Only possible before TensorFlow runs anything, so the first engine of a process decides.
+    The LiteRT runtime (:mod:`aistack.inference.litert`) takes its threads per interpreter.
     """
     import tensorflow as tf  # noqa: PLC0415
 
@@ -49,13 +48,7 @@ class SavedModelEngine:
 
         self._tf = tf
         self.backend = "inprocess"
-        meta = json.loads((version_dir / MODEL_INFO_FILE).read_text())
-        self.info = ModelInfo(
-            name=meta["name"],
-            version=int(meta["version"]),
-            image_size=int(meta["image_size"]),
-            classes=tuple(meta["classes"]),
-        )
+        self.info = model_info(version_dir)
         self._loaded = tf.saved_model.load(str(version_dir))
         self._predict = self._loaded.signatures["predict_pixels"]
         self._gradcam = self._loaded.signatures["gradcam_pixels"]
@@ -80,11 +73,7 @@ class SavedModelEngine:
         log.info("model %s v%d warmed up", self.info.name, self.info.version)
 
     def infer(self, pixels: np.ndarray, heatmap: bool) -> EngineOutput:
-        size = self.info.image_size
-        if pixels.dtype != np.uint8 or pixels.shape[1:] != (size, size, 1):
-            raise ValueError(
-                f"expected uint8 (N, {size}, {size}, 1), got {pixels.dtype} {pixels.shape}"
-            )
+        check_pixels(pixels, self.info.image_size)
         tensor = self._tf.constant(pixels)
         if heatmap:
             out = self._gradcam(pixels=tensor)

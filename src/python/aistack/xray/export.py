@@ -12,7 +12,8 @@ Signatures (inputs → outputs), all batched:
 Class order is :data:`aistack.xray.labels.CLASSES`; ``assets.extra/model_info.json`` records
 it with the input size so that engines need no other configuration.
 ``assets.extra/tf_serving_warmup_requests`` (:mod:`aistack.xray.warmup`) lets TF Serving
-warm each version up before it serves it.
+warm each version up before it serves it; ``assets.extra/model.tflite``
+(:mod:`aistack.xray.litert_export`) is the pixel signatures for the in-process LiteRT engine.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import tensorflow as tf
 
 from aistack.inference.versions import MODEL_INFO_FILE
 from aistack.xray.labels import CLASSES
+from aistack.xray.litert_export import write_litert_model
 from aistack.xray.model import CAM_LAYER, LOGITS_LAYER
 from aistack.xray.warmup import write_warmup_requests
 
@@ -147,4 +149,5 @@ def export_saved_model(
     info_path.parent.mkdir(parents=True, exist_ok=True)
     info_path.write_text(json.dumps(info, indent=2))
     write_warmup_requests(target, model_name=model_dir.name, image_size=image_size)
+    write_litert_model(target)
     return target

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from aistack.errors import BackendFailed
-from aistack.inference.engine import EngineOutput, ModelInfo
+from aistack.inference.engine import EngineOutput, ModelInfo, check_pixels
 
 INPUT = "image_bytes"
 PROBABILITIES = "probabilities"
@@ -40,10 +40,7 @@ def output_names(heatmap: bool) -> tuple[str, ...]:
 
 def encode_pixels(pixels: np.ndarray, image_size: int) -> list[bytes]:
     """(N, S, S, 1) uint8 as made by ``imaging.preprocess`` → N PNG files."""
-    if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (image_size,) * 2 + (1,):
-        raise ValueError(
-            f"expected uint8 (N, {image_size}, {image_size}, 1), got {pixels.dtype} {pixels.shape}"
-        )
+    check_pixels(pixels, image_size)
     if len(pixels) == 0:
         raise ValueError("expected at least one image")
     images = []
