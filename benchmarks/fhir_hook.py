@@ -1,11 +1,13 @@
 """What the standalone prediction hook costs: storing one prediction's FHIR resources.
 
-    .venv/bin/python benchmarks/fhir_hook.py --calls 300
+    .venv/bin/python -m benchmarks.fhir_hook --calls 300 [--rounds 3]
 
 Runs :class:`aistack.fhir.transaction.PredictionRecorder` (build the resources, one SQL
 transaction in a fresh SQLite store) on synthetic records of distinct predictions and
 images, and prints CPU and wall ms per call, with the building alone and storing the
-prediction's own row beside it for scale.
+prediction's own row beside it for scale; "storing" is the hook less the building. Each
+round measures all of them again (the spread between rounds is the noise). To compare two
+revisions, run it with ``PYTHONPATH=<other tree>/src/python:<other tree>`` in between.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def per_call_ms(call: Callable[[PredictionRecord], object], records: list) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=1, help="measure this many times")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         store = PredictionStore(f"sqlite:///{folder}/aistack.db")
@@ -67,9 +70,14 @@ def main() -> None:
             ("building alone", hook.entries),
             ("the prediction's row", store.add),
         ]
-        for name, call in rows:
-            cpu, wall = per_call_ms(call, distinct(base, args.calls))
-            print(f"{name:22} {cpu:6.2f} ms CPU {wall:6.2f} ms wall")
+        for round_ in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                print(f"round {round_}")
+            ms = {name: per_call_ms(call, distinct(base, args.calls)) for name, call in rows}
+            (hook_cpu, hook_wall), (build_cpu, build_wall) = (ms[name] for name, _ in rows[:2])
+            ms["storing (hook - build)"] = (hook_cpu - build_cpu, hook_wall - build_wall)
+            for name, (cpu, wall) in ms.items():
+                print(f"{name:22} {cpu:6.2f} ms CPU {wall:6.2f} ms wall")
         store.close()
 
 

@@ -16,6 +16,7 @@ import logging
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -199,12 +200,12 @@ def run_transaction(
                 continue
             done = results[index]
             resource_type = entry.resource["resourceType"]
-            located[entry.full_url] = (
-                done.stored.reference if done else f"{resource_type}/{ids[index]}"
-            )
+            target = done.stored.reference if done else f"{resource_type}/{ids[index]}"
+            if target != entry.full_url:  # the prediction hook's entries mostly stay as named
+                located[entry.full_url] = target
         created = writer.create_all(
             [
-                rewrite_references({**entries[index].resource, "id": new_id}, located)
+                _with_references({**entries[index].resource, "id": new_id}, located)
                 for index, new_id in ids.items()
             ],
             now,
@@ -212,6 +213,12 @@ def run_transaction(
         for index, stored in zip(ids, created, strict=True):
             results[index] = EntryResult(True, stored)
     return [result for result in results if result is not None]
+
+
+def _with_references(resource: dict[str, Any], located: dict[str, str]) -> dict[str, Any]:
+    """``resource`` pointing at what its entries resolved to; as it is when nothing moved
+    (the store copies what it changes, so sharing the unchanged elements is safe)."""
+    return rewrite_references(resource, located) if located else resource
 
 
 # --- The standalone service's prediction hook -----------------------------------------------
@@ -232,13 +239,32 @@ class PredictionRecorder:
         self.store = store
         self.links = links
         self.model_dir = model_dir
+        self._models: dict[tuple[int, str], ModelDescription] = {}
+        """Each served version's description, its artifact digested: what a prediction's
+        Device names. Digested when the version is loaded (:meth:`warm`), so it describes
+        the artifact that serves it, and a prediction costs no stat of the artifact's files."""
 
     def warm(self, version: int) -> None:
-        """Digest the model's artifact now (its Device's identifier), not on a prediction."""
+        """Digest the model's artifact now (its Device's identifier), not on a prediction;
+        a version loaded again is digested again."""
+        for key in list(self._models):  # a copy: predictions may add to it meanwhile
+            if key[0] == version:
+                self._models.pop(key, None)
         try:
-            ModelDescription.from_model_dir(self.model_dir, version).artifact_sha256  # noqa: B018
+            self.model(version)
         except OSError as error:
             log.warning("model version %d: no artifact to digest for FHIR (%s)", version, error)
+
+    def model(self, version: int, name: str | None = None) -> ModelDescription:
+        """The description of ``version`` (named ``name``, by default the folder's), its
+        artifact digested; OSError when it has no artifact (then nothing is kept)."""
+        key = (version, name or self.model_dir.name)
+        model = self._models.get(key)
+        if model is None:
+            model = ModelDescription.from_model_dir(self.model_dir, version, name)
+            model.artifact_sha256  # noqa: B018 - digest now: a described model is a digested one
+            self._models[key] = model  # threads racing here store equal values
+        return model
 
     def __call__(self, record: PredictionRecord) -> PredictionRecord:
         try:
@@ -254,22 +280,20 @@ class PredictionRecorder:
         )
 
     def entries(self, record: PredictionRecord) -> list[Entry]:
-        model = ModelDescription.from_model_dir(
-            self.model_dir, record.model_version, record.model_name
-        )
+        model = self.model(record.model_version, record.model_name)
         resources = build_prediction_resources(
             record, model, self.media_links(record), validate_transaction=False
         )
-        shared = (resources.device_json, resources.source_media_json)
+        device, source = resources.device_json, resources.source_media_json
+        conditions = {  # by identity: the shared resources, not equal ones
+            id(device): _shared_condition(device["resourceType"], conditional_query(device)),
+            id(source): conditional(source["resourceType"], conditional_query(source)),
+        }
         return [
             Entry(
                 resource,
                 f"{resource['resourceType']}/{resource['id']}",
-                (
-                    conditional(resource["resourceType"], conditional_query(resource))
-                    if any(resource is s for s in shared)
-                    else None
-                ),
+                conditions.get(id(resource)),
                 keep_id=True,
             )
             for resource in resources.all_json()
@@ -284,6 +308,11 @@ class PredictionRecorder:
 
     def _file_url(self, kind: str, name: str | None) -> str | None:
         return None if name is None else self.links.url(f"/static/{kind}/{quote(name)}")
+
+
+_shared_condition = lru_cache(maxsize=32)(conditional)
+""":func:`conditional` of a query every prediction of a model version repeats (its Device's
+identifier): parsed once. Keyed by the query itself, so a new version is a new entry."""
 
 
 def fhir_url(links: FileLinks, resource_type: str, resource_id: str) -> str:
