@@ -1,0 +1,178 @@
+"""Where a v1 heatmap request's CPU goes: each stage of the work alone, then the whole server.
+
+    .venv/bin/python -m benchmarks.cpu_budget --images ../shared/data/xray/test --rounds 3
+
+First, in this process and on one thread, the standalone runtime's own objects (built from
+the default settings, as ``aistack serve`` builds them) run each stage of a v1 heatmap
+request over every test image: parsing the 2020 form, decoding, preprocessing and the
+plausibility check, the model with Grad-CAM, rendering the two JPEGs, writing the three
+files, storing the FHIR resources and the prediction's row; then ``XrayService.predict`` as
+a whole. CPU is ``time.process_time`` (every thread of the process, TensorFlow's pools too).
+
+Then a served process takes the 2020 load (8 clients, every image, ``--rounds`` times) and
+its CPU per image is read from ``/proc``, with the load generator's own. What the server
+spends beyond the stages is HTTP, ASGI, and hand-offs between threads. The last line is the
+ceiling the stages and the load generator alone leave on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from aistack.bench import list_images, run_benchmark, summarize
+from aistack.bench.client import encode_body
+from aistack.bench.local_server import start_local_server
+from aistack.config import Settings
+from aistack.imaging.decode import decode_image
+from aistack.imaging.overlay import encode_jpeg
+from aistack.imaging.preprocess import DECODE_MIN_SIDE, to_model_input
+from aistack.runtime import Runtime
+from aistack.xray.files import HEATMAP, RESULT, SOURCE
+from aistack.xray.request_body import v1_body
+from aistack.xray.service import ModelRun, render_heatmaps, run_model
+
+ENDPOINT = "v1-heatmap"
+CORES = 2
+
+
+def cpu_ms_per_call(call: Callable[[object], object], items: list, repeats: int) -> float:
+    """CPU ms per call of ``call`` over ``items``, ``repeats`` times, after one warm pass."""
+    for item in items:
+        call(item)
+    started = time.process_time()
+    for _ in range(repeats):
+        for item in items:
+            call(item)
+    return (time.process_time() - started) / (repeats * len(items)) * 1000
+
+
+def stage_costs(images: list[Path], repeats: int) -> dict[str, float]:
+    """CPU ms per image of each stage of the work, and of ``XrayService.predict`` whole."""
+    with tempfile.TemporaryDirectory() as var_dir:
+        runtime = Runtime(Settings(var_dir=Path(var_dir), rate_limit=""))
+        runtime.start_loading()
+        if not runtime.wait_ready(300):
+            raise SystemExit(f"the model did not load: {runtime.load_error}")
+        service = runtime.service
+        policy, engine = service.policy, service.engine
+        datas = [path.read_bytes() for path in images]
+        bodies = [encode_body(ENDPOINT, data) for data in datas]
+        pixels = [
+            to_model_input(
+                decode_image(data, policy.max_pixels, min_side=DECODE_MIN_SIDE).pixels,
+                engine.info.image_size,
+            )
+            for data in datas
+        ]
+        runs = [
+            run_model(engine, data, policy.max_pixels, True, policy.max_bytes, service.input_check)
+            for data in datas
+        ]
+
+        def render(run: ModelRun) -> tuple[bytes, bytes]:
+            colored, blended = render_heatmaps(run.image, run.heatmap, policy.heatmap_alpha)
+            return encode_jpeg(colored), encode_jpeg(blended)
+
+        rendered = [render(run) for run in runs]
+        record = service.predict(datas[0], True, ENDPOINT)
+
+        def decode(data: bytes) -> object:
+            return decode_image(data, policy.max_pixels, min_side=DECODE_MIN_SIDE)
+
+        def preprocess_and_check(data: bytes) -> None:
+            image = decode(data)
+            checked = to_model_input(image.pixels, engine.info.image_size)
+            if service.input_check is not None:
+                service.input_check.check(checked, image.width, image.height)
+
+        def write_files(index: int) -> None:
+            name = uuid.uuid4().hex
+            service.files.write(SOURCE, f"{name}.jpg", datas[index])
+            service.files.write(HEATMAP, f"{name}.jpg", rendered[index][0])
+            service.files.write(RESULT, f"{name}.jpg", rendered[index][1])
+
+        def new_record(_: object) -> object:
+            return dataclasses.replace(record, id=uuid.uuid4().hex)
+
+        indexes = list(range(len(datas)))
+        decode_ms = cpu_ms_per_call(decode, datas, repeats)
+        costs = {
+            "parse the 2020 form (b64 field)": cpu_ms_per_call(
+                lambda body: v1_body(body[1], body[0]), bodies, repeats
+            ),
+            "decode": decode_ms,
+            "preprocess + plausibility check": cpu_ms_per_call(preprocess_and_check, datas, repeats)
+            - decode_ms,
+            "model + Grad-CAM": cpu_ms_per_call(
+                lambda one: engine.infer(one[None], heatmap=True), pixels, repeats
+            ),
+            "render heatmap + overlay (2 JPEGs)": cpu_ms_per_call(render, runs, repeats),
+            "write 3 files": cpu_ms_per_call(write_files, indexes, repeats),
+            "store FHIR resources": cpu_ms_per_call(
+                lambda _: runtime.fhir_recorder(new_record(None)), indexes, repeats
+            ),
+            "store the prediction's row": cpu_ms_per_call(
+                lambda _: service.store.add(new_record(None)), indexes, repeats
+            ),
+        }
+        costs["XrayService.predict, whole"] = cpu_ms_per_call(
+            lambda data: service.predict(data, True, ENDPOINT), datas, repeats
+        )
+        runtime.close()
+    return costs
+
+
+def served_costs(images: list[Path], rounds: int) -> tuple[float, float, float]:
+    """(images/s, server CPU ms per image, load generator CPU ms per image) under load."""
+    with tempfile.TemporaryDirectory() as var_dir:
+        server = start_local_server(Path(var_dir), {"AISTACK_RATE_LIMIT": ""})
+        try:
+            run_benchmark(server.url, images[:4], 2, ENDPOINT, api_key=server.api_key)  # warm
+            server_before, client_before = server.cpu_s(), time.process_time()
+            started, requests = time.monotonic(), 0
+            for _ in range(rounds):
+                run = run_benchmark(server.url, images, 8, ENDPOINT, api_key=server.api_key)
+                requests += summarize(run)["requests"]
+            wall = time.monotonic() - started
+            server_cpu = server.cpu_s() - server_before
+            client_cpu = time.process_time() - client_before
+        finally:
+            server.stop()
+    return requests / wall, server_cpu / requests * 1000, client_cpu / requests * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, default=Path("../shared/data/xray/test"))
+    parser.add_argument("--repeats", type=int, default=3, help="passes over the images per stage")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of the load on the server")
+    args = parser.parse_args()
+    images = list_images(args.images)
+    costs = stage_costs(images, args.repeats)
+    whole = costs.pop("XrayService.predict, whole")
+    print(f"{len(images)} images; CPU ms per image, one thread")
+    for name, cost in costs.items():
+        print(f"  {name:36} {cost:6.2f}")
+    stages = sum(costs.values())
+    print(f"  {'sum of the stages':36} {stages:6.2f}")
+    print(f"  {'XrayService.predict, whole':36} {whole:6.2f}")
+    rate, server_ms, client_ms = served_costs(images, args.rounds)
+    print(f"served, 8 clients: {rate:.1f} images/s")
+    print(f"  {'server CPU per image':36} {server_ms:6.2f}")
+    print(f"  {'beyond the stages (HTTP, ASGI, threads)':36} {server_ms - stages:6.2f}")
+    print(f"  {'load generator CPU per image':36} {client_ms:6.2f}")
+    ceiling = CORES * 1000 / (stages + client_ms)
+    print(
+        f"ceiling on {CORES} cores if HTTP cost nothing: {CORES} x 1000 / "
+        f"({stages:.2f} + {client_ms:.2f}) = {ceiling:.0f} images/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
