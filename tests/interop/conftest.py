@@ -49,10 +49,15 @@ def tfserving(repository) -> Iterator[TfServingRestDouble]:
 
 @pytest.fixture(scope="session")
 def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """The standalone app, model in process, authentication off (as on the IRIS side)."""
+    """The standalone app, model in process, authentication off (as on the IRIS side).
+
+    It runs the SavedModel, as TF Serving does on the IRIS side, so that answers compare
+    exactly; LiteRT's agreement with the SavedModel (within 1e-5) is tested on its own.
+    """
     settings = Settings(
         var_dir=tmp_path_factory.mktemp("standalone"),
         model_dir=MODEL_DIR,
+        inprocess_runtime="tensorflow",
         auth=False,
         rate_limit="",
         public_base_url="http://standalone.test",
