@@ -16,10 +16,10 @@ Serving's own ``ModelServerConfig``.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
+from aistack.atomic_files import replacing
 from aistack.inference.versions import (
     LABEL_PATTERN,
     LABELS_FILE,
@@ -91,8 +91,6 @@ def render_models_config(model_dir: Path, serving_root: str = SERVING_ROOT) -> s
 def write_models_config(model_dir: Path, out: Path) -> str:
     """Render and replace ``out`` atomically (a polling server never reads half); the text."""
     text = render_models_config(model_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.{os.getpid()}")
-    partial.write_text(text)
-    partial.replace(out)
+    with replacing(out) as partial:
+        partial.write_text(text)
     return text

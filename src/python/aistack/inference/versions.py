@@ -13,10 +13,11 @@ No TensorFlow import here: listing and labelling versions stays instant.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from aistack.atomic_files import replacing
 
 LABELS_FILE = "version_labels.json"
 SERVED_LABEL = "stable"
@@ -80,9 +81,8 @@ def set_label(model_dir: Path, label: str, version: int) -> dict[str, int]:
         raise FileNotFoundError(f"version {version} not in {model_dir} (have {versions})")
     labels = {**read_labels(model_dir), label: version}
     path = model_dir / LABELS_FILE
-    partial = path.with_name(f".{LABELS_FILE}.{os.getpid()}")
-    partial.write_text(json.dumps(dict(sorted(labels.items())), indent=2) + "\n")
-    partial.replace(path)
+    with replacing(path) as partial:
+        partial.write_text(json.dumps(dict(sorted(labels.items())), indent=2) + "\n")
     return labels
 
 

@@ -8,11 +8,11 @@ the same bytes with the same TensorFlow, so the file can be checked against its 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import tensorflow as tf
 
+from aistack.atomic_files import replacing
 from aistack.inference.litert import GRADCAM, PREDICT, litert_model_path
 
 
@@ -31,8 +31,6 @@ def write_litert_model(version_dir: Path, model: bytes | None = None) -> Path:
     """
     model = litert_model_bytes(version_dir) if model is None else model
     path = litert_model_path(version_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_bytes(model)
-    partial.replace(path)
+    with replacing(path) as partial:
+        partial.write_bytes(model)
     return path

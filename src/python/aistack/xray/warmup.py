@@ -14,7 +14,6 @@ missing ``tensorflow-serving-api`` stops ``train xray`` before training, not aft
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
+from aistack.atomic_files import replacing
 from aistack.inference.versions import read_model_info
 
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
@@ -112,10 +112,7 @@ def write_warmup_requests(
     check_signatures(version_dir)
     records = warmup_records(model_name, int(image_size), batch_sizes)
     target = version_dir / WARMUP_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}")
-    with tf.io.TFRecordWriter(str(partial)) as writer:
+    with replacing(target) as partial, tf.io.TFRecordWriter(str(partial)) as writer:
         for record in records:
             writer.write(record.SerializeToString())
-    partial.replace(target)
     return target, len(records)
