@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from aistack import __version__
 from aistack.api import fhir, files, icu, jobs, metrics, models, oip, v1, v2
 from aistack.api.context import RequestContext
-from aistack.api.deps import get_runtime
+from aistack.api.deps import runtime_of
 from aistack.api.errors import install_error_handlers
 from aistack.api.limits import BodySizeLimit
 from aistack.api.shedding import ShedWhenFull
@@ -134,7 +134,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     async def readyz(request: Request) -> JSONResponse:
         """Readiness: the model is loaded and warmed up (open)."""
-        current = get_runtime(request)
+        current = runtime_of(request)
         if not current.ready:
             status = "failed" if current.load_error else "loading"
             body = Readiness(status=status, error=current.load_error)

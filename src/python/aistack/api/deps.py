@@ -5,15 +5,16 @@ from __future__ import annotations
 from fastapi import Request
 
 from aistack.runtime import Runtime
-from aistack.xray.service import XrayService
 
 
-def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def get_service(request: Request) -> XrayService:
-    return get_runtime(request).service
+async def get_runtime(request: Request) -> Runtime:
+    """:func:`runtime_of` as a route dependency. A coroutine, so that FastAPI calls it on the
+    event loop: a plain function would cost every request a hand-off to a worker thread."""
+    return runtime_of(request)
 
 
 def public_url(runtime: Runtime, path: str) -> str:

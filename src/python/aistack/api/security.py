@@ -13,7 +13,7 @@ from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from aistack.api.deps import get_runtime
+from aistack.api.deps import runtime_of
 from aistack.auth.keys import AUTH_OFF, OPEN_V1, PERMISSION_ACTIONS, Permission, Principal
 from aistack.errors import Forbidden, RateLimited, Unauthorized
 from aistack.runtime import Runtime
@@ -48,7 +48,7 @@ async def identify(
     header_key: str | None = Security(header_scheme),
 ) -> Principal | None:
     """The caller's principal; None when auth is on and no key came. A bad key is a 401."""
-    runtime = get_runtime(request)
+    runtime = runtime_of(request)
     if not runtime.settings.auth:
         return AUTH_OFF
     key = bearer.credentials if bearer is not None else header_key
@@ -88,7 +88,7 @@ def authorize(
     refused = action or PERMISSION_ACTIONS[permission]
 
     async def dependency(request: Request, caller: Principal | None = Security(identify)):
-        runtime = get_runtime(request)
+        runtime = runtime_of(request)
         if caller is None:
             if open_when is None or not open_when(runtime):
                 raise missing_key(runtime, request)
