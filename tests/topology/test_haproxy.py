@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy
 
 from aistack.bench.local_server import create_key
 from aistack.config import Settings
@@ -109,6 +110,21 @@ def predict_many(running: Running, body: bytes, count: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------- configs
+
+
+def test_every_table_exists_before_a_replica_starts(tmp_path: Path):
+    """Replicas starting at once on a new database would race to create the tables."""
+    topology, settings = plan(tmp_path)
+    topology.prepare_database()
+    engine = sqlalchemy.create_engine(settings.resolved_database_url)
+    try:
+        made = set(sqlalchemy.inspect(engine).get_table_names())
+        with engine.connect() as connection:
+            lock_rows = connection.execute(sqlalchemy.text("SELECT COUNT(*) FROM fhir_write_lock"))
+            assert lock_rows.scalar() == 1
+    finally:
+        engine.dispose()
+    assert {"predictions", "fhir_resources", "fhir_tokens", "fhir_write_lock"} <= made
 
 
 def test_shipped_compose_config_is_the_rendered_template():

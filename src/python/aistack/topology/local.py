@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from aistack.config import Settings
+from aistack.fhir.resource_store import ResourceStore
 from aistack.store import PredictionStore
 from aistack.topology.haproxy import (
     STATS_PASSWORD_ENV,
@@ -148,14 +149,19 @@ class LocalTopology:
             raise TopologyError(f"haproxy -c rejected {self.config_path}:\n{output}")
 
     def start_replicas(self) -> None:
-        """Create the schema first: replicas creating tables at once could collide."""
+        self.prepare_database()
+        for replica in self.replicas:
+            replica.start()
+
+    def prepare_database(self) -> None:
+        """Every table the replicas use, made before they start: replicas creating tables
+        at once collide ("table already exists"), the FHIR facade's as much as the others."""
         store = PredictionStore(self.database_url)
         try:
             store.create_schema()
+            ResourceStore(store.engine).create_schema()
         finally:
             store.close()
-        for replica in self.replicas:
-            replica.start()
 
     def wait_ready(
         self,
