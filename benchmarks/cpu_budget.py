@@ -7,12 +7,13 @@ the default settings, as ``aistack serve`` builds them) run each stage of a v1 h
 request over every test image: parsing the 2020 form, decoding, preprocessing and the
 plausibility check, the model with Grad-CAM, rendering the two JPEGs, writing the three
 files, storing the FHIR resources and the prediction's row; then ``XrayService.predict`` as
-a whole. CPU is ``time.process_time`` (every thread of the process, TensorFlow's pools too).
+a whole, alone and from two threads at once. CPU is ``time.process_time`` (every thread
+of the process, the model runtime's too).
 
 Then a served process takes the 2020 load (8 clients, every image, ``--rounds`` times) and
 its CPU per image is read from ``/proc``, with the load generator's own. What the server
-spends beyond the stages is HTTP, ASGI, and hand-offs between threads. The last line is the
-ceiling the stages and the load generator alone leave on two cores.
+spends beyond the stages is HTTP, ASGI, and hand-offs between threads. The last lines are
+the ceilings the work and the load generator alone leave on two cores.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -124,8 +126,29 @@ def stage_costs(images: list[Path], repeats: int) -> dict[str, float]:
         costs["XrayService.predict, whole"] = cpu_ms_per_call(
             lambda data: service.predict(data, True, ENDPOINT), datas, repeats
         )
+        costs["XrayService.predict, two threads"], costs["predictions/s, two threads"] = (
+            two_threads(lambda data: service.predict(data, True, ENDPOINT), datas, repeats)
+        )
         runtime.close()
     return costs
+
+
+def two_threads(call: Callable[[bytes], object], datas: list[bytes], repeats: int):
+    """(CPU ms per call, calls/s) with two threads calling at once: both cores, no HTTP."""
+
+    def work() -> None:
+        for _ in range(repeats):
+            for data in datas:
+                call(data)
+
+    threads = [threading.Thread(target=work) for _ in range(CORES)]
+    cpu, wall = time.process_time(), time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    calls = CORES * repeats * len(datas)
+    return (time.process_time() - cpu) / calls * 1000, calls / (time.perf_counter() - wall)
 
 
 def served_costs(images: list[Path], rounds: int) -> tuple[float, float, float]:
@@ -156,22 +179,26 @@ def main() -> None:
     images = list_images(args.images)
     costs = stage_costs(images, args.repeats)
     whole = costs.pop("XrayService.predict, whole")
+    both_ms = costs.pop("XrayService.predict, two threads")
+    both_rate = costs.pop("predictions/s, two threads")
     print(f"{len(images)} images; CPU ms per image, one thread")
     for name, cost in costs.items():
         print(f"  {name:36} {cost:6.2f}")
     stages = sum(costs.values())
     print(f"  {'sum of the stages':36} {stages:6.2f}")
     print(f"  {'XrayService.predict, whole':36} {whole:6.2f}")
+    print(f"  {'the same, two threads at once':36} {both_ms:6.2f}  ({both_rate:.1f} predictions/s)")
     rate, server_ms, client_ms = served_costs(images, args.rounds)
     print(f"served, 8 clients: {rate:.1f} images/s")
     print(f"  {'server CPU per image':36} {server_ms:6.2f}")
     print(f"  {'beyond the stages (HTTP, ASGI, threads)':36} {server_ms - stages:6.2f}")
     print(f"  {'load generator CPU per image':36} {client_ms:6.2f}")
-    ceiling = CORES * 1000 / (stages + client_ms)
-    print(
-        f"ceiling on {CORES} cores if HTTP cost nothing: {CORES} x 1000 / "
-        f"({stages:.2f} + {client_ms:.2f}) = {ceiling:.0f} images/s"
-    )
+    for name, work_ms in (("the stages", stages), ("XrayService.predict, two threads", both_ms)):
+        ceiling = CORES * 1000 / (work_ms + client_ms)
+        print(
+            f"ceiling on {CORES} cores from {name} and the load generator, if HTTP cost "
+            f"nothing: {CORES} x 1000 / ({work_ms:.2f} + {client_ms:.2f}) = {ceiling:.0f} images/s"
+        )
 
 
 if __name__ == "__main__":
