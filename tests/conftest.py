@@ -50,7 +50,15 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServe
         pytest.fail(f"the committed model is missing at {MODEL_DIR}/1")
     server = start_local_server(
         tmp_path_factory.mktemp("server-var"),
-        env={"AISTACK_MODEL_DIR": str(MODEL_DIR), "AISTACK_KEY_CACHE_S": "1"},
+        # The suite's requests come far faster than any one client's, and its admin key is
+        # shared by every module: a lifted budget keeps a burst in one test from turning a
+        # later test's request into a 429. The limiter has a server of its own in
+        # tests/api/test_auth.py.
+        env={
+            "AISTACK_MODEL_DIR": str(MODEL_DIR),
+            "AISTACK_KEY_CACHE_S": "1",
+            "AISTACK_RATE_LIMIT": "100000/second",
+        },
     )
     yield server
     server.stop()

@@ -519,7 +519,9 @@ def test_a_prediction_stored_before_names_no_resources(api, live_server):
 
 def test_stored_media_point_at_unexpiring_urls(api, live_server, sample_images):
     data = sample_images["normal"].read_bytes()
-    prediction = api.post("/api/v2/xray/predictions", json={"image_b64": b64(data)}).json()
+    answer = api.post("/api/v2/xray/predictions", json={"image_b64": b64(data)})
+    assert answer.status_code == 201, answer.text
+    prediction = answer.json()
     found = search(api, "Media", identifier=f"{PREDICTION_SYSTEM}|{prediction['id']}")
     (heatmap,) = [entry["resource"] for entry in found["entry"]]
     url = heatmap["content"]["url"]
