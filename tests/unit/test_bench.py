@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 from rich.console import Console
@@ -29,6 +29,7 @@ from aistack.bench import (
     summarize,
     write_json,
 )
+from aistack.bench.client import encode_body
 from aistack.bench.plot import plot_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -178,6 +179,14 @@ class FakeModelServer:
 def fake_server() -> Iterator[FakeModelServer]:
     with FakeModelServer() as server:
         yield server
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4000, 4001, 4002])
+def test_a_v1_body_is_what_urlencode_would_send(size: int) -> None:
+    data = os.urandom(size)
+    content, content_type = encode_body("v1-heatmap", data)
+    assert content == urlencode({"b64": base64.b64encode(data).decode()}).encode()
+    assert content_type == "application/x-www-form-urlencoded"
 
 
 @pytest.fixture
