@@ -45,10 +45,10 @@ async def get_stored_file(
     path = runtime.files.path(kind.value, name)
     if not runtime.signer.valid(f"{kind.value}/{name}", token):
         if caller is None:
-            raise missing_key(runtime, request)
+            raise await missing_key(runtime, request)
         if not caller.can(Permission.READ_OWN):
             raise Forbidden(f"the key {caller.name!r} may not read stored files")
-        spend_budget(runtime, caller.key_id or client_address(request))
+        await spend_budget(runtime, caller.key_id or client_address(request))
         record = await run_in_threadpool(runtime.store.get, name.split(".")[0])
         if not caller.can_read(record):
             raise NotFound(f"no stored file {kind.value}/{name}")

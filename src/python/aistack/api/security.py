@@ -34,8 +34,8 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def spend_budget(runtime: Runtime, who: str) -> None:
-    wait = runtime.limiter.retry_after(who)
+async def spend_budget(runtime: Runtime, who: str) -> None:
+    wait = await runtime.limiter.retry_after(who)
     if wait is not None:
         raise RateLimited(
             f"too many requests from {who}; retry in {wait} s", {"Retry-After": str(wait)}
@@ -58,7 +58,7 @@ async def identify(
     # A recently verified key is answered from memory; only a miss reads the database.
     found = runtime.keys.cached(key) or await run_in_threadpool(runtime.keys.verify, key)
     if found is None:
-        spend_budget(runtime, client_address(request))  # slows down guessing
+        await spend_budget(runtime, client_address(request))  # slows down guessing
         raise Unauthorized(
             "the API key is not valid (unknown or revoked)",
             {"WWW-Authenticate": f'{CHALLENGE}, error="invalid_token"'},
@@ -66,8 +66,8 @@ async def identify(
     return Principal.for_key(found)
 
 
-def missing_key(runtime: Runtime, request: Request) -> Unauthorized:
-    spend_budget(runtime, client_address(request))
+async def missing_key(runtime: Runtime, request: Request) -> Unauthorized:
+    await spend_budget(runtime, client_address(request))
     return Unauthorized(
         "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
         {"WWW-Authenticate": CHALLENGE},
@@ -91,11 +91,11 @@ def authorize(
         runtime = runtime_of(request)
         if caller is None:
             if open_when is None or not open_when(runtime):
-                raise missing_key(runtime, request)
+                raise await missing_key(runtime, request)
             caller = OPEN_V1
         if not caller.can(permission):
             raise Forbidden(f"the key {caller.name!r} (role {caller.role}) may not {refused}")
-        spend_budget(runtime, caller.key_id or client_address(request))
+        await spend_budget(runtime, caller.key_id or client_address(request))
         request.state.principal = caller
         return caller
 

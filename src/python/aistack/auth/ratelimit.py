@@ -6,25 +6,27 @@ import math
 import time
 
 from limits import RateLimitItem, parse_many
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
-from limits.strategies import SlidingWindowCounterRateLimiter
 
 
 class RateLimiter:
     """``spec`` such as ``"100/second"`` or ``"100/second;2000/minute"``; empty: no limit.
 
-    The storage is in memory by default; ``storage_uri`` (e.g. ``redis://host``) lets
-    replicas share budgets.
+    The storage is in memory by default; ``storage_uri`` (e.g. ``async+redis://host``) lets
+    replicas share budgets. It is the asyncio flavour: the threaded in-memory storage starts
+    a timer thread on nearly every request to expire counters, and starting a thread waits
+    for the interpreter lock on the event loop (benchmarks/rate_limiter.py).
     """
 
-    def __init__(self, spec: str, storage_uri: str = "memory://") -> None:
+    def __init__(self, spec: str, storage_uri: str = "async+memory://") -> None:
         self.items: list[RateLimitItem] = parse_many(spec) if spec.strip() else []
         self._limiter = SlidingWindowCounterRateLimiter(storage_from_string(storage_uri))
 
-    def retry_after(self, client: str) -> int | None:
+    async def retry_after(self, client: str) -> int | None:
         """Spend one request of ``client``'s budget; seconds to wait when it is spent."""
         for item in self.items:
-            if not self._limiter.hit(item, client):
-                reset_at = self._limiter.get_window_stats(item, client).reset_time
+            if not await self._limiter.hit(item, client):
+                reset_at = (await self._limiter.get_window_stats(item, client)).reset_time
                 return max(1, math.ceil(reset_at - time.time()))
         return None
