@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from aistack.api.admission import predict_in_thread
 from aistack.api.deps import get_runtime
-from aistack.api.inputs import v1_image
+from aistack.api.inputs import v1_image_reader
 from aistack.api.models import BACKEND_HEADER_DOC, tell_backend
 from aistack.api.openapi import AUTH_ERRORS, BODY_ERRORS, error_responses
 from aistack.api.security import authorize, v1_is_open
@@ -65,10 +65,9 @@ async def _predict(
 ) -> PredictionRecord:
     service = runtime.service  # 503 before reading a body we could not serve
     service.refuse_if_full()  # overload is refused before the upload is read
-    data = await v1_image(request)
+    image = await v1_image_reader(request)
     endpoint = "v1-heatmap" if heatmap else "v1-predict"
-    client = caller.client
-    record = await predict_in_thread(service, data, heatmap, endpoint, client)
+    record = await predict_in_thread(service, image, heatmap, endpoint, caller.client)
     tell_backend(response, record)  # a header: the 2020 JSON stays as it was
     return record
 
