@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8088
+    workers: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="server processes sharing the port, each with its own model, limits and "
+        "budgets (docs/SCALING.md)",
+    )
 
     # Security (docs/SECURITY.md)
     auth: bool = Field(

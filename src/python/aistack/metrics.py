@@ -7,11 +7,18 @@ raw path, so that label values stay few.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 """The service's own registry (not the library's global one): tests and embedders get
 exactly these series."""
+
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+"""Set before a worker process starts (``aistack.api.workers``), prometheus-client keeps
+every value in a file of that folder, one per process, and ``exposition`` sums them."""
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -68,12 +75,14 @@ QUEUE_DEPTH = Gauge(
     "Requests waiting in front of a backend",
     ["backend"],
     registry=REGISTRY,
+    multiprocess_mode="livesum",  # with several workers: waiting in all of them
 )
 BACKEND_UP = Gauge(
     "aistack_backend_up",
     "1 when the backend is loaded and answering, else 0",
     ["backend"],
     registry=REGISTRY,
+    multiprocess_mode="livemin",  # with several workers: 1 only if up in every one
 )
 
 BACKEND_FAILURES = Counter(
@@ -89,3 +98,18 @@ REJECTED = Counter(
     ["stage"],
     registry=REGISTRY,
 )
+
+
+def exposition() -> bytes:
+    """The text ``/metrics`` answers: this process's series, or every worker's summed."""
+    if not os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
+def process_exiting() -> None:
+    """A worker's live gauges leave the sums with it (no-op in a single process)."""
+    if os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+        mark_process_dead(os.getpid())

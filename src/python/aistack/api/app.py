@@ -21,6 +21,7 @@ from aistack.api.errors import install_error_handlers
 from aistack.api.limits import BodySizeLimit
 from aistack.api.shedding import ShedWhenFull
 from aistack.config import Settings, get_settings
+from aistack.metrics import process_exiting
 from aistack.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime.job_runner.start()  # unfinished jobs resume once the models are loaded
         yield
         runtime.close()  # waits for running jobs
+        process_exiting()
 
     app = FastAPIOffline(
         title="aistack",

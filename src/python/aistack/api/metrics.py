@@ -6,13 +6,13 @@ import time
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aistack.api.openapi import error_responses
 from aistack.api.security import authorize
 from aistack.auth.keys import Permission
-from aistack.metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY
+from aistack.metrics import HTTP_DURATION, HTTP_REQUESTS, exposition
 
 router = APIRouter(tags=["operations"])
 UNMATCHED = "unmatched"
@@ -65,4 +65,4 @@ def _mount_path(scope: Scope) -> str | None:
 )
 async def metrics() -> Response:
     """Counters and histograms for Prometheus (a key with the admin role)."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -174,24 +174,43 @@ def trusted_proxies(settings: Settings) -> list[str]:
     return [a.strip() for a in settings.trusted_proxies.split(",") if a.strip()]
 
 
-def run(settings: Settings, log_level: str = "info") -> None:
-    """Serve ``create_app(settings)`` on ``settings.host``:``settings.port`` until stopped."""
-    from aistack.api.app import create_app  # noqa: PLC0415 - imports the whole app
-
+def prepare_process(settings: Settings) -> None:
+    """Process-wide settings of the libraries, before the app is built (each worker too)."""
     keep_large_buffers_off_the_heap(settings.malloc_mmap_threshold_bytes)
     cv2.setNumThreads(settings.opencv_threads)
+
+
+def uvicorn_options(settings: Settings, log_level: str) -> dict[str, Any]:
+    """What every way of serving passes uvicorn, one process or several."""
     trusted = trusted_proxies(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        log_config=logging_config(log_level),
-        http=protocol_for(settings),
-        ws="none",  # no WebSocket routes: no upgrade handling to attack
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": log_level,
+        "log_config": logging_config(log_level),
+        "ws": "none",  # no WebSocket routes: no upgrade handling to attack
         # X-Forwarded-* only from configured proxies; an explicit list (never None) so that
         # uvicorn neither defaults to trusting loopback nor reads FORWARDED_ALLOW_IPS.
-        proxy_headers=bool(trusted),
-        forwarded_allow_ips=trusted,
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted,
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
+    }
+
+
+def run(settings: Settings, log_level: str = "info") -> None:
+    """Serve ``create_app(settings)`` on ``settings.host``:``settings.port`` until stopped.
+
+    With ``settings.workers`` above one, that many processes share the socket
+    (``aistack.api.workers``).
+    """
+    if settings.workers > 1:
+        from aistack.api.workers import run_workers  # noqa: PLC0415
+
+        run_workers(settings, log_level)
+        return
+    from aistack.api.app import create_app  # noqa: PLC0415 - imports the whole app
+
+    prepare_process(settings)
+    uvicorn.run(
+        create_app(settings), http=protocol_for(settings), **uvicorn_options(settings, log_level)
     )

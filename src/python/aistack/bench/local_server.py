@@ -63,13 +63,13 @@ class LocalServer:
         return float("nan")
 
     def cpu_s(self) -> float:
-        """CPU seconds the server process has used, all threads, user and system.
+        """CPU seconds the server has used, all threads, user and system, its live worker
+        processes' (``--workers``) included.
 
         On a shared machine CPU per request is steadier than throughput, which anything
         else running steals from.
         """
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(_process_cpu_s(pid) for pid in _with_descendants(self.pid))
 
     def stop(self) -> None:
         self.process.terminate()
@@ -77,6 +77,28 @@ class LocalServer:
             self.process.wait(15)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def _process_cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # exited meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _with_descendants(pid: int) -> list[int]:
+    """``pid`` and every live process below it (Linux ``/proc``)."""
+    found, index = [pid], 0
+    while index < len(found):
+        tasks = Path(f"/proc/{found[index]}/task")
+        for children in tasks.glob("*/children") if tasks.is_dir() else ():
+            try:
+                found += [int(child) for child in children.read_text().split()]
+            except FileNotFoundError:  # the thread or process ended meanwhile
+                continue
+        index += 1
+    return found
 
 
 def create_key(database_url: str, name: str, role: str) -> str:

@@ -11,13 +11,18 @@ def serve(
     host: Annotated[str | None, typer.Option(help="interface to bind [AISTACK_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port [AISTACK_PORT]")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=32, help="server processes sharing the port [AISTACK_WORKERS]"),
+    ] = None,
 ) -> None:
     """Serve the model with the v1 (2020) and v2 APIs and the web page."""
     from aistack.api.server import run  # noqa: PLC0415
     from aistack.config import get_settings  # noqa: PLC0415
 
     settings = get_settings()
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    given = (("host", host), ("port", port), ("workers", workers))
+    overrides = {k: v for k, v in given if v is not None}
     settings = settings.model_copy(update=overrides)
     if not settings.auth and not _is_loopback(settings.host):
         raise typer.BadParameter(

@@ -19,8 +19,7 @@ from pathlib import Path
 import httpx
 
 from aistack.config import Settings
-from aistack.fhir.resource_store import ResourceStore
-from aistack.store import PredictionStore
+from aistack.topology.database import prepare_database
 from aistack.topology.haproxy import (
     STATS_PASSWORD_ENV,
     STATS_PATH,
@@ -154,14 +153,8 @@ class LocalTopology:
             replica.start()
 
     def prepare_database(self) -> None:
-        """Every table the replicas use, made before they start: replicas creating tables
-        at once collide ("table already exists"), the FHIR facade's as much as the others."""
-        store = PredictionStore(self.database_url)
-        try:
-            store.create_schema()
-            ResourceStore(store.engine).create_schema()
-        finally:
-            store.close()
+        """Every table the replicas use, made before they start (``prepare_database``)."""
+        prepare_database(self.database_url)
 
     def wait_ready(
         self,
