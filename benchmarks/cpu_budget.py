@@ -10,8 +10,9 @@ files, storing the FHIR resources and the prediction's row; then ``XrayService.p
 a whole, alone and from two threads at once. CPU is ``time.process_time`` (every thread
 of the process, the model runtime's too).
 
-Then a served process takes the 2020 load (8 clients, every image, ``--rounds`` times) and
-its CPU per image is read from ``/proc``, with the load generator's own. What the server
+Then a served process (``--workers`` processes) takes the 2020 load (8 clients, every
+image, ``--rounds`` times) and its CPU per image is read from ``/proc``, with the load
+generator's own. What the server
 spends beyond the stages is HTTP, ASGI, and hand-offs between threads. The last lines are
 the ceilings the work and the load generator alone leave on two cores.
 """
@@ -152,12 +153,14 @@ def two_threads(call: Callable[[bytes], object], datas: list[bytes], repeats: in
     return (time.process_time() - cpu) / calls * 1000, calls / (time.perf_counter() - wall)
 
 
-def served_costs(images: list[Path], rounds: int) -> tuple[float, float, float]:
+def served_costs(images: list[Path], rounds: int, workers: int) -> tuple[float, float, float]:
     """(images/s, server CPU ms per image, load generator CPU ms per image) under load."""
+    env = {"AISTACK_RATE_LIMIT": "", "AISTACK_WORKERS": str(workers)}
     with tempfile.TemporaryDirectory() as var_dir:
-        server = start_local_server(Path(var_dir), {"AISTACK_RATE_LIMIT": ""})
+        server = start_local_server(Path(var_dir), env)
         try:
-            run_benchmark(server.url, images[:4], 2, ENDPOINT, api_key=server.api_key)  # warm
+            for _ in range(2 * workers):  # every worker warm
+                run_benchmark(server.url, images[:8], 8, ENDPOINT, api_key=server.api_key)
             server_before, client_before = server.cpu_s(), time.process_time()
             wall, requests = 0.0, 0
             for _ in range(rounds):
@@ -176,6 +179,7 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=Path("../shared/data/xray/test"))
     parser.add_argument("--repeats", type=int, default=3, help="passes over the images per stage")
     parser.add_argument("--rounds", type=int, default=3, help="runs of the load on the server")
+    parser.add_argument("--workers", type=int, default=1, help="AISTACK_WORKERS of the server")
     args = parser.parse_args()
     images = list_images(args.images)
     costs = stage_costs(images, args.repeats)
@@ -189,8 +193,8 @@ def main() -> None:
     print(f"  {'sum of the stages':36} {stages:6.2f}")
     print(f"  {'XrayService.predict, whole':36} {whole:6.2f}")
     print(f"  {'the same, two threads at once':36} {both_ms:6.2f}  ({both_rate:.1f} predictions/s)")
-    rate, server_ms, client_ms = served_costs(images, args.rounds)
-    print(f"served, 8 clients: {rate:.1f} images/s")
+    rate, server_ms, client_ms = served_costs(images, args.rounds, args.workers)
+    print(f"served, 8 clients, {args.workers} worker(s): {rate:.1f} images/s")
     print(f"  {'server CPU per image':36} {server_ms:6.2f}")
     print(f"  {'beyond the stages (HTTP, ASGI, threads)':36} {server_ms - stages:6.2f}")
     print(f"  {'load generator CPU per image':36} {client_ms:6.2f}")
