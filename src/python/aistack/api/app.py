@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -90,6 +91,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             log.warning(AUTH_OFF_WARNING)
         runtime.start_loading()
         runtime.job_runner.start()  # unfinished jobs resume once the models are loaded
+        if settings.workers > 1:
+            # Workers sharing a port: one takes connections only once its model is loaded,
+            # so no request or readiness probe reaches it while it loads (the others answer).
+            await asyncio.to_thread(runtime.wait_ready)
         yield
         runtime.close()  # waits for running jobs
         process_exiting()
