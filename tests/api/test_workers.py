@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -17,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aistack.bench import list_images, run_benchmark, summarize
 from aistack.bench.local_server import LocalServer, start_local_server
+from tests.api.helpers import b64
 from tests.conftest import MODEL_DIR
 
 WORKERS = 2
@@ -95,6 +100,37 @@ def test_stopping_the_supervisor_stops_every_worker_and_drops_the_metric_files(
     assert server.process.returncode == 0, server.log()
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
     assert not list(tmp_path.glob("metrics-*"))
+
+
+def test_sigterm_lets_a_worker_finish_the_request_in_flight(tmp_path: Path, sample_images):
+    server = start_local_server(
+        tmp_path, {"AISTACK_MODEL_DIR": str(MODEL_DIR), "AISTACK_WORKERS": str(WORKERS)}
+    )
+    form = urlencode({"b64": b64(sample_images["covid"].read_bytes())}).encode()
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    try:
+        head = (
+            f"POST /covid19/api/v1/predict/heatmap HTTP/1.1\r\nHost: test\r\n"
+            f"X-API-Key: {server.api_key}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(form)}\r\n\r\n"
+        ).encode()
+        sock.sendall(head + form[: len(form) // 2])
+        time.sleep(0.5)  # a worker has taken the connection and is reading the body
+        server.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while "Terminated child process" not in server.log():  # the workers are stopping
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
+        sock.sendall(form[len(form) // 2 :])
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        assert answer.status == 200
+        assert json.loads(answer.read())["X-Ray_Classification_Result"]
+        assert server.process.wait(30) in (0, -signal.SIGTERM)
+    finally:
+        sock.close()
+        server.stop()
 
 
 def live_children(pid: int) -> list[int]:
