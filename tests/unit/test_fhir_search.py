@@ -8,7 +8,6 @@ document promises would break its clients).
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -60,8 +59,9 @@ from aistack.fhir.transaction import (
 )
 from aistack.icu.local import load_local
 from aistack.icu.predictor import IcuPrediction, ModelMetadata, predict
-from aistack.store import PredictionRecord, PredictionStore
+from aistack.store import PredictionStore
 from aistack.xray.links import FileLinks
+from tests.unit.records import prediction_record
 
 BASE = "http://test.local/fhir/r4"
 SNOMED = "http://snomed.info/sct"
@@ -569,24 +569,6 @@ def test_the_tables_compile_for_iris():
 
 
 # --- Transactions ---------------------------------------------------------------------------
-
-
-def prediction_record(n: int = 0, patient: str = "P-1", image: int | None = None):
-    return PredictionRecord.create(
-        created_at=datetime(2024, 5, 1, 12, tzinfo=UTC) + timedelta(minutes=n),
-        model_name="covid19",
-        model_version=1,
-        input_sha256=hashlib.sha256(f"image {n if image is None else image}".encode()).hexdigest(),
-        probabilities={"covid": 0.7, "normal": 0.2, "pneumonia_bac": 0.1},
-        label="covid",
-        covid_positive=True,
-        threshold=0.65,
-        latency_ms=10.0,
-        endpoint="v2",
-        image_file=f"{n}.png",
-        overlay_file=f"{n}.jpg",
-        patient_id=patient,
-    )
 
 
 def prediction_bundle(n: int = 0, patient: str = "P-1") -> dict:

@@ -9,13 +9,12 @@ runs on both, against a real SQLite file, and expects the same rows, written out
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from aistack.fhir.transaction import PredictionRecorder, conditional, run_transa
 from aistack.store import PredictionRecord, PredictionStore
 from aistack.xray.links import FileLinks
 from tests.conftest import MODEL_DIR
+from tests.unit.records import prediction_record
 
 BASE = "http://test.local/fhir/r4"
 NOW = datetime(2024, 6, 1, 8, 30, 15, 123456, tzinfo=UTC)
@@ -82,22 +82,8 @@ def recorder(store: ResourceStore) -> PredictionRecorder:
 
 def record(n: int, image: int | None = None, version: int = 1) -> PredictionRecord:
     """Prediction ``n`` (id ``n`` in hex) of image ``image`` (default its own), for patient P-1."""
-    made = PredictionRecord.create(
-        created_at=datetime(2024, 5, 1, 12, tzinfo=UTC) + timedelta(minutes=n),
-        model_name="covid19",
-        model_version=version,
-        input_sha256=hashlib.sha256(f"image {n if image is None else image}".encode()).hexdigest(),
-        probabilities={"covid": 0.7, "normal": 0.2, "pneumonia_bac": 0.1},
-        label="covid",
-        covid_positive=True,
-        threshold=0.65,
-        latency_ms=10.0,
-        endpoint="v2",
-        image_file=f"{n}.png",
-        overlay_file=f"{n}.jpg",
-        patient_id="P-1",
-    )
-    return replace(made, id=f"{n:032x}")
+    made = prediction_record(n, image=image)
+    return replace(made, id=f"{n:032x}", model_version=version)
 
 
 def observation(name: str, **elements: Any) -> dict[str, Any]:
